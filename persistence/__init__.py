@@ -1,0 +1,1 @@
+"""The PostgreSQL side of ranker: repository, write-behind worker, rebuild, verify, migrations."""

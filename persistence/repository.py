@@ -1,0 +1,121 @@
+"""Named queries of ``sql/queries.sql`` as typed functions. Nothing else in ranker holds SQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from sql import query
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One accepted submission, as the stream carries it and ``game_sessions`` stores it."""
+
+    event_id: UUID
+    session_id: str
+    user_id: int
+    score: int
+    game_mode: str
+    created_ms: int
+
+    @property
+    def boards(self) -> tuple[str, str]:
+        """The boards the session counts on."""
+        return ("global", f"mode:{self.game_mode}")
+
+
+async def persist_sessions(conn: AsyncConnection, sessions: Sequence[Session]) -> int:
+    """Insert the sessions not yet stored and add them to the board totals; in the caller's
+    transaction. Returns how many were new (the others were stored before: a redelivery)."""
+    await conn.execute(query("create_staged_sessions"))
+    async with conn.cursor() as cur:
+        async with cur.copy(query("copy_staged_sessions")) as copy:
+            for s in sessions:
+                created = datetime.fromtimestamp(s.created_ms / 1000, tz=UTC)
+                await copy.write_row(
+                    (s.event_id, s.session_id, s.user_id, s.score, s.game_mode, created)
+                )
+        return await _persist_staged(conn)
+
+
+async def persist_random_sessions(
+    conn: AsyncConnection, count: int, players: int, modes: Sequence[str]
+) -> int:
+    """Make ``count`` random sessions server-side and persist them as submissions would be."""
+    await conn.execute(query("create_staged_sessions"))
+    params = {"count": count, "players": players, "modes": list(modes)}
+    await conn.execute(query("stage_random_sessions"), params)
+    return await _persist_staged(conn)
+
+
+async def _persist_staged(conn: AsyncConnection) -> int:
+    cur = await conn.execute(query("persist_staged_sessions"))
+    row = await cur.fetchone()
+    assert row is not None
+    added: int = row[0]
+    return added
+
+
+async def insert_seed_players(conn: AsyncConnection, first: int, last: int) -> None:
+    """Players ``first..last`` named ``player_<id>`` (existing ones are left alone)."""
+    await conn.execute(query("insert_seed_players"), {"first": first, "last": last})
+
+
+async def iter_board_totals(
+    conn: AsyncConnection, board: str, batch_size: int
+) -> AsyncIterator[list[tuple[int, int]]]:
+    """Every ``(user_id, total)`` of a board in batches, through a server-side cursor (inside
+    the caller's transaction, so memory stays bounded at any board size)."""
+    async with conn.cursor(name=f"totals_{abs(hash(board))}") as cur:
+        cur.itersize = batch_size
+        await cur.execute(query("select_board_totals"), {"board": board})
+        while rows := await cur.fetchmany(batch_size):
+            yield rows
+
+
+async def select_persisted_event_ids(conn: AsyncConnection, event_ids: Sequence[UUID]) -> set[UUID]:
+    """The subset of ``event_ids`` stored in ``game_sessions``."""
+    cur = await conn.execute(query("select_persisted_event_ids"), {"event_ids": list(event_ids)})
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def select_recent_sessions(
+    conn: AsyncConnection, window_s: int
+) -> AsyncIterator[tuple[str, str, int]]:
+    """``(session_id, event_id, created_ms)`` of the sessions inside the idempotency window."""
+    async with conn.cursor(name="recent_sessions") as cur:
+        await cur.execute(query("select_recent_sessions"), {"window_s": window_s})
+        async for row in cur:
+            yield row
+
+
+async def select_totals_of_users(
+    conn: AsyncConnection, board: str, user_ids: Sequence[int]
+) -> dict[int, int]:
+    """``{user_id: total}`` of those of ``user_ids`` that have a total on the board."""
+    params = {"board": board, "user_ids": list(user_ids)}
+    cur = await conn.execute(query("select_totals_of_users"), params)
+    return dict(await cur.fetchall())
+
+
+async def select_board_names(conn: AsyncConnection) -> set[str]:
+    """Every board with at least one total in the database."""
+    cur = await conn.execute(query("select_board_names"))
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def select_session_sums(conn: AsyncConnection, limit: int) -> list[tuple[str, int, int, int]]:
+    """Up to ``limit`` ``(board, user_id, total, sum of sessions)`` rows that disagree."""
+    cur = await conn.execute(query("select_session_sums"), {"limit": limit})
+    return list(await cur.fetchall())
+
+
+async def select_sql_ranks(conn: AsyncConnection, board: str) -> dict[int, tuple[int, int]]:
+    """``{user_id: (total, rank)}`` of a board by ``RANK() OVER (ORDER BY total DESC)``."""
+    cur = await conn.execute(query("select_sql_ranks"), {"board": board})
+    return {user_id: (total, rank) for user_id, total, rank in await cur.fetchall()}

@@ -1,0 +1,98 @@
+"""What ``ranker serve`` and ``ranker worker`` run beside (or instead of) the API: the
+write-behind worker and the rebuild watchdog, on their own Redis client and PostgreSQL pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from persistence.database import pool_for
+from persistence.rebuild import Rebuild, RebuildBusy
+from persistence.worker import Worker
+from ranker.errors import RankerError
+from ranker.keys import Keys
+from ranker.ranking import translate_redis_errors
+from ranker.settings import Settings
+
+log = logging.getLogger("ranker.service")
+#: How often the watchdog checks that the namespace's boards are loaded.
+WATCH_INTERVAL_S = 1.0
+RESTART_DELAY_S = 1.0
+
+
+def background_redis(settings: Settings) -> Redis:
+    """A client for long blocking reads: its socket timeout outlasts ``worker_block_ms``."""
+    timeout = settings.redis_timeout_s + settings.worker_block_ms / 1000
+    return Redis.from_url(
+        settings.redis_url, socket_timeout=timeout, socket_connect_timeout=settings.redis_timeout_s
+    )
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+async def watch_boards(
+    settings: Settings, redis: Redis, pool: AsyncConnectionPool, stop: asyncio.Event
+) -> None:
+    """Rebuild the boards whenever the namespace's marker is missing (Redis started empty,
+    was flushed or failed over to an empty replica), until ``stop`` is set."""
+    keys = Keys(settings.namespace)
+    while not stop.is_set():
+        try:
+            with translate_redis_errors():
+                missing = not await redis.exists(keys.marker)
+                running = bool(await redis.exists(keys.rebuild_flag))
+            if missing and not running:
+                log.warning("boards of namespace %s are not loaded: rebuilding", settings.namespace)
+                report = await Rebuild(settings, redis, pool).run()
+                log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
+        except RebuildBusy:
+            pass
+        except RankerError as exc:
+            log.warning("rebuild check failed, will retry: %s", exc)
+        await pause(stop, WATCH_INTERVAL_S)
+
+
+async def supervise(job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run ``job`` until ``stop`` is set, restarting it after an unexpected error: a bug met
+    once must not leave the process serving without its worker or its watchdog."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("background job failed; restarting it in %s s", RESTART_DELAY_S)
+            await pause(stop, RESTART_DELAY_S)
+
+
+class Persistence:
+    """The worker and the watchdog as one background service of the API process."""
+
+    name = "persistence"
+
+    def __init__(self, settings: Settings, *, worker: bool = True, watchdog: bool = True) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.watchdog = watchdog
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; the worker finishes and acknowledges its batch first."""
+        redis = background_redis(self.settings)
+        try:
+            async with pool_for(self.settings, wait=False) as pool:
+                jobs: list[Callable[[], Awaitable[None]]] = []
+                if self.worker:
+                    jobs.append(lambda: Worker(self.settings, redis, pool).run(stop))
+                if self.watchdog:
+                    jobs.append(lambda: watch_boards(self.settings, redis, pool, stop))
+                await asyncio.gather(*(supervise(job, stop) for job in jobs))
+        finally:
+            await redis.aclose()

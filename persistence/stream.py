@@ -1,0 +1,77 @@
+"""Reading the events stream: entries as ``Session`` objects, and the size of the backlog."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from uuid import UUID
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from persistence.repository import Session
+from ranker.keys import WORKER_GROUP, Keys
+
+Fields = Mapping[bytes, bytes]
+StreamEntry = tuple[bytes, Fields | None]
+
+
+def parse_entry(fields: Fields) -> Session:
+    """A stream entry's fields (as ``submit.lua`` writes them) as a ``Session``."""
+    return Session(
+        event_id=UUID(fields[b"e"].decode()),
+        session_id=fields[b"s"].decode(),
+        user_id=int(fields[b"u"]),
+        score=int(fields[b"p"]),
+        game_mode=fields[b"m"].decode(),
+        created_ms=int(fields[b"t"]),
+    )
+
+
+def generation_of(fields: Fields) -> bytes | None:
+    """The rebuild generation an entry was tagged with (it is also in that rebuild's deltas)."""
+    return fields.get(b"g")
+
+
+async def ensure_group(redis: Redis, keys: Keys) -> None:
+    """Create the worker's consumer group (and the stream) unless they exist."""
+    try:
+        await redis.xgroup_create(keys.events, WORKER_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def group_info(redis: Redis, keys: Keys) -> dict[str, object] | None:
+    """The worker group's XINFO GROUPS entry, or ``None`` when the stream or group is missing."""
+    try:
+        groups: Sequence[dict[str, object]] = await redis.xinfo_groups(keys.events)
+    except ResponseError:
+        return None
+    for group in groups:
+        name = group.get("name")
+        if name in (WORKER_GROUP, WORKER_GROUP.encode()):
+            return group
+    return None
+
+
+async def unpersisted(redis: Redis, keys: Keys) -> int:
+    """Entries not yet committed to PostgreSQL: delivered-but-unacknowledged plus unread.
+
+    Exact where the API's backlog check (the stream's length) over-counts: entries a rebuild
+    kept after they were acknowledged are not counted here.
+    """
+    group = await group_info(redis, keys)
+    if group is None:
+        return int(await redis.xlen(keys.events))
+    pending = int(group.get("pending") or 0)  # type: ignore[call-overload]
+    lag = group.get("lag")
+    if lag is None:
+        # Redis cannot tell the lag (entries deleted past the group's cursor): count them.
+        last = group.get("last-delivered-id") or b"0-0"
+        unread = await redis.xrange(keys.events, min=b"(" + _as_bytes(last), max="+")
+        return pending + len(unread)
+    return pending + int(lag)  # type: ignore[call-overload]
+
+
+def _as_bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

@@ -1,0 +1,174 @@
+"""The write-behind worker: persist the events stream to PostgreSQL, exactly once.
+
+One step: take a batch (entries of crashed consumers first, then this consumer's own pending
+entries, then new ones), insert it in ONE transaction keyed by event id, and acknowledge the
+entries only after COMMIT. A crash before the acknowledgement redelivers the batch, and the
+``ON CONFLICT DO NOTHING`` insert makes the second delivery add nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from persistence.database import translate_db_errors
+from persistence.repository import Session, persist_sessions
+from persistence.stream import StreamEntry, ensure_group, parse_entry
+from ranker import metrics
+from ranker.errors import DatabaseError, RedisUnavailable
+from ranker.keys import WORKER_GROUP, Keys
+from ranker.ranking import translate_redis_errors
+from ranker.scripts import Scripts
+from ranker.settings import Settings
+
+log = logging.getLogger("ranker.worker")
+
+
+def consumer_name() -> str:
+    """A name unique to this process: host, pid and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Persists the stream of one namespace; ``run`` until stopped, or ``drain`` (burst mode)."""
+
+    name = "worker"
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        pool: AsyncConnectionPool,
+        *,
+        consumer: str | None = None,
+        retry_wait_max_s: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.pool = pool
+        self.keys = Keys(settings.namespace)
+        self.scripts = Scripts.register(redis)
+        self.consumer = consumer or consumer_name()
+        self.retry_wait_max_s = retry_wait_max_s
+        self._next_claim = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Persist batches until ``stop`` is set; outages of Redis or PostgreSQL are waited out
+        with backoff, and the batch in hand is committed and acknowledged before returning."""
+        await self._with_retries(lambda: ensure_group(self.redis, self.keys), stop)
+        while not stop.is_set():
+            await self._with_retries(lambda: self.step(self.settings.worker_block_ms), stop)
+
+    async def drain(self, idle_steps: int = 1) -> int:
+        """Persist until a step finds nothing; returns the number of entries handled."""
+        await ensure_group(self.redis, self.keys)
+        handled = idle = 0
+        while idle < idle_steps:
+            count = await self.step(block_ms=None)
+            handled += count
+            idle = idle + 1 if count == 0 else 0
+        return handled
+
+    async def step(self, block_ms: int | None) -> int:
+        """Take one batch, persist it, acknowledge it; returns how many entries it held."""
+        try:
+            with translate_redis_errors():
+                entries = await self._claim() or await self._read("0", None)
+                if not entries:
+                    entries = await self._read(">", block_ms)
+        except ResponseError as exc:
+            # The stream and its group vanish when Redis is flushed or replaced by an empty
+            # server (a blocked read then fails with UNBLOCKED): make them again and go on.
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                raise
+            log.warning("events stream or group missing (%s): creating them", exc)
+            await ensure_group(self.redis, self.keys)
+            return 0
+        if not entries:
+            return 0
+        ids = [entry_id for entry_id, _ in entries]
+        sessions = [parse_entry(fields) for _, fields in entries if fields]
+        if sessions:
+            await self._persist(sessions)
+        with translate_redis_errors():
+            await self.scripts.ack([self.keys.events, self.keys.rebuild_flag], [WORKER_GROUP, *ids])
+        metrics.batch_size.observe(len(entries))
+        return len(entries)
+
+    async def _persist(self, sessions: Sequence[Session]) -> None:
+        started = time.perf_counter()
+        with translate_db_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                added = await persist_sessions(conn, sessions)
+        metrics.commit_duration.observe(time.perf_counter() - started)
+        metrics.persisted_events.inc(added)
+
+    async def _read(self, start: str, block_ms: int | None) -> list[StreamEntry]:
+        """Own pending entries (``start="0"``) or new ones (``">"``); an empty list if none."""
+        reply = await self.redis.xreadgroup(
+            WORKER_GROUP,
+            self.consumer,
+            {self.keys.events: start},
+            count=self.settings.worker_batch_size,
+            block=block_ms,
+        )
+        if not reply:
+            return []
+        entries: list[StreamEntry] = reply[0][1]
+        return entries
+
+    async def _claim(self) -> list[StreamEntry]:
+        """Take over entries that another consumer read but left idle past ``claim_idle_ms``
+        (it crashed or hangs); checked every ``claim_idle_ms / 2`` only."""
+        now = time.monotonic()
+        if now < self._next_claim:
+            return []
+        self._next_claim = now + self.settings.claim_idle_ms / 2000
+        reply = await self.redis.xautoclaim(
+            self.keys.events,
+            WORKER_GROUP,
+            self.consumer,
+            min_idle_time=self.settings.claim_idle_ms,
+            count=self.settings.worker_batch_size,
+        )
+        claimed: list[StreamEntry] = reply[1]
+        if claimed:
+            log.info("claimed %d entries left idle by another consumer", len(claimed))
+        return claimed
+
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[object]], stop: asyncio.Event
+    ) -> None:
+        """Run ``attempt`` until it succeeds or ``stop`` is set, backing off on outages."""
+
+        async def pause(seconds: float) -> None:
+            # Wake up at once on shutdown rather than sleeping out the backoff.
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+            except TimeoutError:
+                pass
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((DatabaseError, RedisUnavailable)),
+            wait=wait_exponential_jitter(initial=0.05, max=self.retry_wait_max_s),
+            sleep=pause,
+            before_sleep=lambda state: log.warning(
+                "worker step failed, retrying: %s", state.outcome and state.outcome.exception()
+            ),
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                if stop.is_set():
+                    return
+                await attempt()

@@ -1,0 +1,323 @@
+"""HTTP routes and the one place where errors become ``application/problem+json`` (RFC 9457)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ranker import metrics
+from ranker.app import AppState
+from ranker.errors import InvalidInput, RankerError, RedisUnavailable
+from ranker.models import USER_ID_MAX, FieldError, Problem, SubmitRequest
+from ranker.openapi import openapi_document
+
+log = logging.getLogger("ranker.api")
+PROBLEM_TYPE = "application/problem+json"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class JSON(Response):
+    """A JSON response serialised with orjson (pydantic models are dumped first)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_dump_model)
+
+
+def _dump_model(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: Sequence[FieldError] = (),
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem+json response."""
+    body = Problem(title=title, status=status, detail=detail, errors=list(errors))
+    return Response(orjson.dumps(body.model_dump()), status, headers, media_type=PROBLEM_TYPE)
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.ranker
+    return state
+
+
+def observed(route: str) -> Callable[[Handler], Handler]:
+    """Count and time a handler's requests by route, method and status (errors included)."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except RankerError as exc:
+                status = exc.status
+                raise
+            finally:
+                method = request.method
+                metrics.http_requests.labels(route, method, str(status)).inc()
+                metrics.http_request_duration.labels(route, method).observe(
+                    time.perf_counter() - started
+                )
+
+        return wrapper
+
+    return decorate
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing a non-JSON content type (415) or more than ``limit`` bytes (413)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise InvalidInput(
+            "the body must be application/json",
+            [FieldError(field="content-type", message="expected application/json")],
+            status=415,
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> InvalidInput:
+    return InvalidInput(
+        f"the body exceeds {limit} bytes",
+        [FieldError(field="body", message=f"at most {limit} bytes")],
+        status=413,
+    )
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """One ``FieldError`` per pydantic error, the field named by its dotted location."""
+    return [
+        FieldError(field=".".join(str(part) for part in err["loc"]) or "body", message=err["msg"])
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def parse_submit(body: bytes, state: AppState) -> SubmitRequest:
+    """Validate a submit body: 400 for a body that is not JSON, 422 for invalid fields."""
+    try:
+        return SubmitRequest.model_validate_json(body, context=state.limits)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise InvalidInput(
+                "the body is not valid JSON",
+                [FieldError(field="body", message="invalid JSON")],
+                status=400,
+            ) from None
+        names = ", ".join(sorted({e.field for e in errors}))
+        raise InvalidInput(f"invalid field(s): {names}", errors) from None
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high`` (422 naming it otherwise)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
+        raise InvalidInput(
+            f"{name} must be an integer from {low} to {high}",
+            [FieldError(field=name, message=f"an integer from {low} to {high}")],
+        )
+    return int(raw)
+
+
+def query_mode(request: Request, state: AppState) -> str | None:
+    """The ``mode`` query parameter: one of the configured game modes, or absent (global)."""
+    mode = request.query_params.get("mode")
+    if mode is None or mode in state.settings.game_modes:
+        return mode
+    known = ", ".join(state.settings.game_modes)
+    raise InvalidInput(
+        f"unknown mode; one of: {known}", [FieldError(field="mode", message=f"one of: {known}")]
+    )
+
+
+def path_user_id(request: Request) -> int:
+    """The ``{user_id}`` path segment: an integer from 1 to 2**63-1."""
+    raw: str = request.path_params["user_id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= USER_ID_MAX):
+        raise InvalidInput(
+            "user_id must be an integer from 1 to 2**63-1",
+            [FieldError(field="user_id", message="an integer from 1 to 2**63-1")],
+        )
+    return int(raw)
+
+
+def _reject_unknown_query(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter(s): {', '.join(unknown)}",
+            [FieldError(field=name, message="unknown parameter") for name in unknown],
+        )
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+@observed("submit")
+async def submit(request: Request) -> Response:
+    state = _state(request)
+    try:
+        payload = parse_submit(await read_body(request, state.settings.max_body_bytes), state)
+    except InvalidInput:
+        metrics.submissions.labels("rejected").inc()
+        raise
+    try:
+        outcome = await state.ranking.submit(payload)
+    except RankerError as exc:
+        metrics.submissions.labels("backlog_full" if exc.status == 503 else "error").inc()
+        raise
+    metrics.submissions.labels("duplicate" if outcome.duplicate else "accepted").inc()
+    # 200 for a first acceptance and a retry alike: clients of the original service check for it.
+    return JSON(outcome)
+
+
+@observed("top")
+async def top(request: Request) -> Response:
+    state = _state(request)
+    _reject_unknown_query(request, {"limit", "mode"})
+    limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
+    return JSON(await state.ranking.top(limit, query_mode(request, state)))
+
+
+@observed("rank")
+async def rank(request: Request) -> Response:
+    state = _state(request)
+    _reject_unknown_query(request, {"mode"})
+    user_id = path_user_id(request)
+    return JSON(await state.ranking.rank(user_id, query_mode(request, state)))
+
+
+@observed("around")
+async def around(request: Request) -> Response:
+    state = _state(request)
+    _reject_unknown_query(request, {"mode", "n"})
+    user_id = path_user_id(request)
+    side = query_int(request, "n", 5, 0, state.settings.top_limit_max // 2)
+    return JSON(await state.ranking.around(user_id, side, query_mode(request, state)))
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers. Says nothing of Redis or PostgreSQL."""
+    return JSON({"status": "ok"})
+
+
+@observed("readyz")
+async def readyz(request: Request) -> Response:
+    """Readiness: Redis answers, the boards are loaded and the backlog is under its limit."""
+    state = _state(request)
+    limit = state.settings.max_backlog
+    try:
+        loaded = await state.ranking.ready()
+        backlog = await state.ranking.backlog()
+    except RedisUnavailable as exc:
+        body = {"ready": False, "redis": "unreachable", "detail": exc.detail}
+        return JSON(body, status_code=503, headers={"Retry-After": "1"})
+    metrics.backlog.set(backlog)
+    ready = loaded and backlog < limit
+    body = {
+        "ready": ready,
+        "redis": "ok",
+        "boards_loaded": loaded,
+        "backlog": backlog,
+        "backlog_limit": limit,
+    }
+    return JSON(
+        body,
+        status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(state.settings.retry_after_s)},
+    )
+
+
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(openapi_document(_state(request).settings))
+
+
+async def index(request: Request) -> Response:
+    page = resources.files("ranker").joinpath("static", "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page)
+
+
+def routes() -> list[BaseRoute]:
+    """Every route of the service (paths kept from the original service)."""
+    return [
+        Route("/api/leaderboard/submit", submit, methods=["POST"]),
+        Route("/api/leaderboard/top", top, methods=["GET"]),
+        Route("/api/leaderboard/rank/{user_id}", rank, methods=["GET"]),
+        Route("/api/leaderboard/around/{user_id}", around, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+    ]
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+async def _ranker_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RankerError)
+    if exc.status >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
+    errors = exc.errors if isinstance(exc, InvalidInput) else ()
+    return problem(exc.status, exc.title, exc.detail, errors, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return problem(
+        exc.status_code, _TITLES.get(exc.status_code, "Error"), str(exc.detail), headers=exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+
+
+_TITLES = {404: "Not found", 405: "Method not allowed"}
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """The one mapping from exceptions to problem+json responses."""
+    return {RankerError: _ranker_error, HTTPException: _http_error, Exception: _unexpected}

@@ -1,0 +1,88 @@
+"""The Starlette application: its state, its lifespan and its background services.
+
+The app owns the Redis client and the live ranking. Background services (the write-behind worker
+and the rebuild watchdog, from ``persistence``) are handed in by the ``serve`` command, so the
+request path never imports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.applications import Starlette
+
+from ranker.models import Limits
+from ranker.ranking import Ranking
+from ranker.settings import Settings
+
+log = logging.getLogger("ranker")
+#: How long shutdown waits for background services to finish their current step.
+SHUTDOWN_GRACE_S = 10.0
+
+
+class BackgroundService(Protocol):
+    """Something that runs beside the API until ``stop`` is set, then returns."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+@dataclass
+class AppState:
+    """What request handlers use: settings, the Redis client and the ranking of the namespace."""
+
+    settings: Settings
+    redis: Redis
+    ranking: Ranking
+    limits: Limits
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A Redis client whose calls fail within ``redis_timeout_s`` when Redis is away."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    return Redis(connection_pool=pool)
+
+
+def create_app(
+    settings: Settings | None = None, background: Sequence[BackgroundService] = ()
+) -> Starlette:
+    """The ASGI app; ``background`` services run for as long as the app does."""
+    from ranker.api import exception_handlers, routes
+
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = redis_client(settings)
+        app.state.ranker = AppState(
+            settings, redis, Ranking(redis, settings), Limits.from_settings(settings)
+        )
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]
+        try:
+            yield
+        finally:
+            # In-flight requests have finished when uvicorn runs this; background services
+            # finish their current batch and acknowledge it before they return.
+            stop.set()
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                for task in late:
+                    log.warning("background service %s did not stop in time", task.get_name())
+                    task.cancel()
+            await redis.aclose()
+
+    return Starlette(routes=routes(), exception_handlers=exception_handlers(), lifespan=lifespan)

@@ -1,0 +1,194 @@
+"""The commands of the ``ranker`` CLI, one function each: ``(args, settings) -> exit status``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from ranker.cli import run_until_signalled
+from ranker.errors import RankerError
+from ranker.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncConnectionPool]]:
+    from persistence.database import pool_for
+    from persistence.service import background_redis
+
+    redis = background_redis(settings)
+    try:
+        async with pool_for(settings) as pool:
+            yield redis, pool
+    finally:
+        await redis.aclose()
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the API (and, unless ``--no-worker``, the worker and the rebuild watchdog)."""
+    import uvicorn
+
+    from ranker.serve import NO_WORKER_ENV
+
+    if args.no_worker:
+        os.environ[NO_WORKER_ENV] = "1"
+    uvicorn.run(
+        "ranker.serve:app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Persist the stream until SIGTERM/SIGINT (or, with ``--burst``, until it is drained)."""
+    from persistence.service import Persistence
+    from persistence.worker import Worker
+
+    async def run(stop: asyncio.Event) -> int:
+        if args.burst:
+            async with _connections(settings) as (redis, pool):
+                handled = await Worker(settings, redis, pool).drain()
+            print(f"persisted {handled} events")
+            return 0
+        await Persistence(settings).run(stop)
+        return 0
+
+    return run_until_signalled(run)
+
+
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply pending migrations."""
+    from persistence.database import translate_db_errors
+    from persistence.migrate import migrate as apply
+
+    async def run() -> list[int]:
+        import psycopg
+
+        with translate_db_errors():
+            async with await psycopg.AsyncConnection.connect(
+                settings.database_url, autocommit=True
+            ) as conn:
+                return await apply(conn)
+
+    applied = asyncio.run(run())
+    print(f"applied migrations {applied}" if applied else "database schema is up to date")
+    return 0
+
+
+def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """Reload every board from PostgreSQL."""
+    from persistence.rebuild import Rebuild
+
+    async def run() -> None:
+        async with _connections(settings) as (redis, pool):
+            report = await Rebuild(settings, redis, pool).run()
+        print(
+            f"rebuilt {report.members} members of {len(settings.boards)} boards in "
+            f"{report.duration_s:.2f} s (stream: +{report.stream_added} "
+            f"-{report.stream_subtracted}; idempotency keys restored: "
+            f"{report.sessions_restored})"
+        )
+
+    asyncio.run(run())
+    return 0
+
+
+def verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Compare Redis with PostgreSQL once the worker has drained; 1 on any difference."""
+    from persistence import repository
+    from persistence.verify import Verifier, wait_drained
+    from ranker.keys import Keys
+
+    async def run() -> int:
+        async with _connections(settings) as (redis, pool):
+            await wait_drained(redis, Keys(settings.namespace), args.wait_s)
+            report = await Verifier(settings, redis, pool).run()
+            mismatched = []
+            if args.deep:
+                async with pool.connection() as conn:
+                    mismatched = await repository.select_session_sums(conn, 20)
+        for diff in report.differences:
+            print(f"difference: {diff}")
+        for board, user_id, total, points in mismatched:
+            print(f"difference: {board} user {user_id}: total={total} sum of sessions={points}")
+        if report.ok and not mismatched:
+            print(f"ok: {report.members} members agree")
+            return 0
+        print(f"FAILED: {report.total_differences} differences", file=sys.stderr)
+        return 1
+
+    return asyncio.run(run())
+
+
+def seed(args: argparse.Namespace, settings: Settings) -> int:
+    """Generate demo data in PostgreSQL, then rebuild the boards."""
+    from rich.progress import Progress
+
+    from persistence.rebuild import Rebuild
+    from persistence.seed import seed as generate
+    from persistence.verify import Verifier
+
+    async def run() -> None:
+        async with _connections(settings) as (redis, pool):
+            if args.if_empty and (await Verifier(settings, redis, pool).run()).members:
+                print("boards are not empty: not seeding")
+                return
+            with Progress(transient=False) as bar:
+                tasks = {
+                    "players": bar.add_task("players", total=args.players),
+                    "sessions": bar.add_task("sessions", total=args.sessions),
+                }
+                await generate(
+                    settings,
+                    pool,
+                    args.players,
+                    args.sessions,
+                    lambda task, done: bar.advance(tasks[task], done),
+                )
+            report = await Rebuild(settings, redis, pool).run()
+        print(
+            f"seeded {args.players} players, {args.sessions} sessions; "
+            f"rebuilt {report.members} members in {report.duration_s:.2f} s"
+        )
+
+    asyncio.run(run())
+    return 0
+
+
+def dev(args: argparse.Namespace, settings: Settings) -> int:
+    """Local Redis and PostgreSQL under ``.ranker/`` (unless URLs are set), migrations, demo
+    data when the boards are empty, and the API; Ctrl-C stops all of it."""
+    from ranker.devenv import local_stack
+
+    with local_stack(Path(".ranker")) as env:
+        os.environ.update(env)
+        settings = Settings()
+        for step in (migrate, _seed_if_empty(args)):
+            if step(args, settings) != 0:
+                raise RankerError("could not prepare the local database")
+        print(f"\n  ranker is serving on http://{args.host}:{args.port}/  (Ctrl-C stops it)\n")
+        args.workers, args.no_worker = 1, False
+        return serve(args, settings)
+
+
+def _seed_if_empty(args: argparse.Namespace) -> Callable[[argparse.Namespace, Settings], int]:
+    def step(_: argparse.Namespace, settings: Settings) -> int:
+        seed_args = argparse.Namespace(
+            players=args.players, sessions=args.players * 5, if_empty=True
+        )
+        return seed(seed_args, settings)
+
+    return step

@@ -1,0 +1,57 @@
+"""Every Redis key name of ranker, built in this one module.
+
+All keys of one namespace share the hash tag ``{<ns>}``, so a Lua script may touch any of them and
+Redis Cluster keeps them on one node. Lua scripts receive every key in KEYS and never build one.
+Only validated names reach these functions: namespaces and game modes match
+``settings.NAME_PATTERN``, session ids match ``models.SESSION_ID_PATTERN``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "ranker"
+#: The consumer group of the write-behind worker on the events stream.
+WORKER_GROUP = "persist"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key names of one namespace."""
+
+    namespace: str
+
+    @property
+    def _base(self) -> str:
+        return f"{PREFIX}:{{{self.namespace}}}"
+
+    def board(self, board: str) -> str:
+        """The live sorted set of a board (member: user id, score: total)."""
+        return f"{self._base}:board:{board}"
+
+    def temp(self, board: str) -> str:
+        """The shadow sorted set a rebuild loads before it is renamed over the live one."""
+        return f"{self._base}:temp:{board}"
+
+    def delta(self, board: str) -> str:
+        """Scores submitted while a rebuild runs, added to the shadow at the swap."""
+        return f"{self._base}:delta:{board}"
+
+    def seen(self, session_id: str) -> str:
+        """The idempotency key of one session (value: the event id it was accepted as)."""
+        return f"{self._base}:seen:{session_id}"
+
+    @property
+    def events(self) -> str:
+        """The stream of accepted submissions that the worker persists."""
+        return f"{self._base}:events"
+
+    @property
+    def marker(self) -> str:
+        """Present while the namespace's boards are loaded; missing means Redis was wiped."""
+        return f"{self._base}:marker"
+
+    @property
+    def rebuild_flag(self) -> str:
+        """Set (value: generation id, with a TTL) while a rebuild runs."""
+        return f"{self._base}:rebuild"

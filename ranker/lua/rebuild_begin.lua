@@ -1,0 +1,17 @@
+-- rebuild_begin: start a rebuild generation, unless one is already running.
+--
+-- KEYS[1]     rebuild flag
+-- KEYS[2..]   the temp and delta keys of every board (left over by an abandoned rebuild)
+-- ARGV[1]     generation id    ARGV[2] flag ttl (ms)
+--
+-- Returns 1 when this generation started, 0 when another rebuild holds the flag.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+end
+-- Clearing stale shadows and setting the flag in one call: a submission can land in a delta
+-- key only once the flag is set, so nothing it adds is cleared here.
+for i = 2, #KEYS do
+    redis.call('DEL', KEYS[i])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

@@ -1,0 +1,39 @@
+-- rebuild_swap: finish a rebuild: add each delta into its shadow board, rename the shadow over
+-- the live board, clear the flag and set the namespace marker, all at once.
+--
+-- KEYS[1]   rebuild flag
+-- KEYS[2]   namespace marker
+-- KEYS[3..] per board, three keys: temp (shadow), delta, live
+-- ARGV[1]   generation id    ARGV[2] members per ZRANGE chunk of a delta
+--
+-- Returns 1 on success; 0 when the flag no longer holds this generation (the rebuild outlived
+-- its TTL or another one took over): nothing is changed then and the caller starts again.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+local chunk = tonumber(ARGV[2])
+for i = 3, #KEYS, 3 do
+    local temp, delta, live = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+    -- ZINCRBY member by member: O(m log n) for a small delta, where ZUNIONSTORE would copy
+    -- the whole board and block the server for as long.
+    local start = 0
+    while true do
+        local page = redis.call('ZRANGE', delta, start, start + chunk - 1, 'WITHSCORES')
+        for j = 1, #page, 2 do
+            redis.call('ZINCRBY', temp, page[j + 1], page[j])
+        end
+        if #page < 2 * chunk then
+            break
+        end
+        start = start + chunk
+    end
+    if redis.call('EXISTS', temp) == 1 then
+        redis.call('RENAME', temp, live)
+    else
+        redis.call('DEL', live)
+    end
+    redis.call('DEL', delta)
+end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1])
+return 1

@@ -1,0 +1,47 @@
+"""Every Prometheus metric of ranker, defined once. Names follow Prometheus conventions: the unit
+is the last word of the name and counters end in ``_total``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+http_requests = Counter(
+    "ranker_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+)
+http_request_duration = Histogram(
+    "ranker_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS_S,
+)
+submissions = Counter(
+    "ranker_submissions_total",
+    "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full.",
+    ["outcome"],
+)
+backlog = Gauge("ranker_backlog_events", "Accepted submissions not yet persisted to PostgreSQL.")
+redis_errors = Counter("ranker_redis_errors_total", "Redis calls that failed.")
+database_errors = Counter("ranker_database_errors_total", "PostgreSQL transactions that failed.")
+persisted_events = Counter(
+    "ranker_worker_persisted_events_total", "Stream entries committed to PostgreSQL."
+)
+batch_size = Histogram(
+    "ranker_worker_batch_size_events",
+    "Entries per write-behind batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+commit_duration = Histogram(
+    "ranker_worker_commit_duration_seconds",
+    "Time of one write-behind PostgreSQL transaction.",
+    buckets=_LATENCY_BUCKETS_S,
+)
+rebuild_duration = Histogram(
+    "ranker_rebuild_duration_seconds",
+    "Time of a whole rebuild of a namespace's boards.",
+    buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+rebuild_members = Gauge(
+    "ranker_rebuild_members_loaded", "Members loaded into the boards by the last rebuild."
+)

@@ -1,0 +1,58 @@
+"""The Lua scripts, loaded from the ``.lua`` files beside this module and registered once per client.
+
+redis-py's ``AsyncScript`` runs EVALSHA and falls back to loading the script on NOSCRIPT, so a
+restarted or failed-over Redis is handled without our help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+NAMES = (
+    "submit",
+    "rank",
+    "top",
+    "around",
+    "ack",
+    "rebuild_begin",
+    "rebuild_extend",
+    "rebuild_swap",
+    "trim_acked",
+)
+
+
+def source(name: str) -> str:
+    """The text of one script; ``FileNotFoundError`` when there is no ``<name>.lua``."""
+    return resources.files("ranker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def available() -> set[str]:
+    """The names of every ``.lua`` file shipped with the package."""
+    folder = resources.files("ranker").joinpath("lua")
+    return {entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua")}
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """Every script registered on one client."""
+
+    submit: AsyncScript
+    rank: AsyncScript
+    top: AsyncScript
+    around: AsyncScript
+    ack: AsyncScript
+    rebuild_begin: AsyncScript
+    rebuild_extend: AsyncScript
+    rebuild_swap: AsyncScript
+    trim_acked: AsyncScript
+
+    @classmethod
+    def register(cls, client: Redis) -> Scripts:
+        """Register every script on ``client`` (no round trip: loading happens on first use)."""
+        return cls(**{name: client.register_script(source(name)) for name in NAMES})

@@ -1,0 +1,119 @@
+-- Named queries of ranker. Each block opens with "-- name: <verb_noun>"; parameters are
+-- psycopg's %(name)s placeholders, never formatted into the text.
+
+-- name: create_migrations_table
+-- The record of applied migrations.
+CREATE TABLE IF NOT EXISTS ranker_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: lock_migrations
+-- Serialises concurrent `ranker migrate` runs (released at the end of the transaction).
+SELECT pg_advisory_xact_lock(7261736);
+
+-- name: select_applied_migrations
+SELECT version FROM ranker_migrations ORDER BY version;
+
+-- name: insert_migration
+INSERT INTO ranker_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: create_staged_sessions
+-- A per-connection staging table: a batch is copied in, then persist_staged_sessions moves it.
+CREATE TEMP TABLE IF NOT EXISTS staged_sessions (
+    event_id    uuid NOT NULL,
+    session_id  text NOT NULL,
+    user_id     bigint NOT NULL,
+    score       bigint NOT NULL,
+    game_mode   text NOT NULL,
+    created_at  timestamptz NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- name: copy_staged_sessions
+COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_at) FROM STDIN;
+
+-- name: persist_staged_sessions
+-- Inserts the staged sessions not seen before and adds ONLY those to the totals of the global
+-- board and of their mode's board, in one statement. Rows are upserted in key order so that
+-- two workers committing at once take row locks in the same order (no deadlock).
+-- Returns the number of sessions that were new.
+WITH inserted AS (
+    INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at)
+    SELECT event_id, session_id, user_id, score, game_mode, created_at FROM staged_sessions
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING user_id, score, game_mode
+), new_players AS (
+    INSERT INTO players (user_id)
+    SELECT DISTINCT user_id FROM inserted ORDER BY user_id
+    ON CONFLICT (user_id) DO NOTHING
+), per_board AS (
+    SELECT 'global' AS board, user_id, sum(score)::bigint AS points
+    FROM inserted GROUP BY user_id
+    UNION ALL
+    SELECT 'mode:' || game_mode, user_id, sum(score)::bigint
+    FROM inserted GROUP BY game_mode, user_id
+), totals AS (
+    INSERT INTO board_totals AS t (board, user_id, total_score, updated_at)
+    SELECT board, user_id, points, now() FROM per_board ORDER BY board, user_id
+    ON CONFLICT (board, user_id)
+    DO UPDATE SET total_score = t.total_score + excluded.total_score, updated_at = excluded.updated_at
+)
+SELECT count(*) AS sessions_added FROM inserted;
+
+-- name: stage_random_sessions
+-- Demo data made server-side: %(count)s sessions of random players 1..%(players)s, scores
+-- 1..10000, game modes drawn from %(modes)s, dates within the past year.
+INSERT INTO staged_sessions (event_id, session_id, user_id, score, game_mode, created_at)
+SELECT gen_random_uuid(), 'seed-' || md5(random()::text),
+       1 + floor(random() * %(players)s)::bigint, 1 + floor(random() * 10000)::bigint,
+       (%(modes)s::text[])[1 + floor(random() * cardinality(%(modes)s::text[]))::int],
+       now() - random() * interval '365 days'
+FROM generate_series(1, %(count)s);
+
+-- name: insert_seed_players
+INSERT INTO players (user_id, username)
+SELECT g, 'player_' || g FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+ON CONFLICT (user_id) DO NOTHING;
+
+-- name: select_board_totals
+-- Every member of one board, for a rebuild (read through a server-side cursor).
+SELECT user_id, total_score FROM board_totals WHERE board = %(board)s;
+
+-- name: select_persisted_event_ids
+-- Which of these events are in the database (in the rebuild's snapshot).
+SELECT event_id FROM game_sessions WHERE event_id = ANY(%(event_ids)s::uuid[]);
+
+-- name: select_recent_sessions
+-- Sessions still inside the idempotency window, to restore their idempotency keys.
+SELECT session_id, event_id::text, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms
+FROM game_sessions WHERE created_at > now() - make_interval(secs => %(window_s)s);
+
+-- name: select_totals_of_users
+-- The totals of some members of one board (verify, Redis -> SQL direction).
+SELECT user_id, total_score FROM board_totals
+WHERE board = %(board)s AND user_id = ANY(%(user_ids)s::bigint[]);
+
+-- name: select_board_names
+-- Every board that has totals (verify reports boards Redis does not know).
+SELECT DISTINCT board FROM board_totals;
+
+-- name: select_session_sums
+-- Totals recomputed from the sessions, for boards whose totals disagree (verify --deep).
+SELECT b.board, b.user_id, b.total_score, coalesce(s.points, 0) AS session_points
+FROM board_totals AS b
+LEFT JOIN (
+    SELECT 'global' AS board, user_id, sum(score)::bigint AS points
+    FROM game_sessions GROUP BY user_id
+    UNION ALL
+    SELECT 'mode:' || game_mode, user_id, sum(score)::bigint
+    FROM game_sessions GROUP BY game_mode, user_id
+) AS s USING (board, user_id)
+WHERE b.total_score <> coalesce(s.points, 0)
+LIMIT %(limit)s;
+
+-- name: select_sql_ranks
+-- The rank of every member of a board by the window function the original service ran per
+-- request: the reference for rank semantics (tests) and the naive baseline (benchmarks).
+SELECT user_id, total_score, RANK() OVER (ORDER BY total_score DESC) AS rank
+FROM board_totals WHERE board = %(board)s;
