@@ -44,20 +44,22 @@ def to_int(raw: bytes | str | int | float) -> int:
         return int(float(raw))
 
 
-def ranked(first_rank: int, flat: Sequence[bytes]) -> list[Entry]:
+def ranked(flat: Sequence[bytes], first_rank: int = 1, first_position: int = 0) -> list[Entry]:
     """Entries from a flat ``member, score, ...`` reply ordered best first.
 
-    ``first_rank`` is the rank of the first member; each next member shares the previous rank on
-    a tie and otherwise takes its position (standard competition ranking, like SQL ``RANK()``).
+    The first member has rank ``first_rank`` and 0-based board position ``first_position``
+    (they differ when it ties with members above the slice). Each next member shares the
+    previous rank on a tie and otherwise ranks by its position: standard competition ranking,
+    like SQL ``RANK()``.
     """
     entries: list[Entry] = []
     rank = first_rank
     previous: int | None = None
-    for position in range(0, len(flat), 2):
-        total = to_int(flat[position + 1])
+    for offset in range(0, len(flat), 2):
+        total = to_int(flat[offset + 1])
         if previous is not None and total != previous:
-            rank = first_rank + position // 2
-        entries.append(Entry(rank=rank, user_id=int(flat[position]), total_score=total))
+            rank = first_position + offset // 2 + 1
+        entries.append(Entry(rank=rank, user_id=int(flat[offset]), total_score=total))
         previous = total
     return entries
 
@@ -146,17 +148,19 @@ class Ranking:
         with translate_redis_errors():
             ready, flat = await self.scripts.top(keys, [limit])
         self._check_ready(ready)
-        return ranked(1, flat)
+        return ranked(flat)
 
     async def around(self, user_id: int, side: int, mode: str | None = None) -> list[Entry]:
         """The player and up to ``side`` players above and below; ``NotFound`` if absent."""
         keys = [self.keys.marker, self.keys.board(board_for(mode))]
         with translate_redis_errors():
-            ready, first_rank, flat = await self.scripts.around(keys, [user_id, side])
+            ready, first_rank, first_position, flat = await self.scripts.around(
+                keys, [user_id, side]
+            )
         self._check_ready(ready)
         if first_rank is None:
             raise NotFound(f"player {user_id} has no score on board {board_for(mode)}")
-        return ranked(int(first_rank), flat)
+        return ranked(flat, int(first_rank), int(first_position))
 
     async def ready(self) -> bool:
         """Whether the namespace's boards are loaded (its marker exists)."""

@@ -20,7 +20,9 @@ _NAME_RE = re.compile(NAME_PATTERN)
 class Settings(BaseSettings):
     """Configuration of the service, the worker and the commands."""
 
-    model_config = SettingsConfigDict(env_prefix="RANKER_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RANKER_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",

@@ -1,0 +1,70 @@
+"""I1 and the idempotency window: a retry inside RANKER_IDEMPOTENCY_TTL_S is not counted
+again; one after it is a new submission in Redis and in SQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from persistence.worker import Worker
+from ranker.app import create_app
+from ranker.keys import Keys
+from ranker.settings import Settings
+from tests.fixtures.ranker import Processes, wait_for
+
+SUBMIT = "/api/leaderboard/submit"
+
+
+async def session_rows(pool: AsyncConnectionPool, session_id: str) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM game_sessions WHERE session_id = %s",
+                                 (session_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def test_retry_inside_the_window_counts_once_and_after_it_counts_again(
+    make_settings: Callable[..., Settings], redis: Redis, pool: AsyncConnectionPool,
+    worker: Worker, processes: Processes, loaded: None,
+) -> None:
+    settings = make_settings(idempotency_ttl_s=1)
+    seen = Keys(settings.namespace).seen("match-7")
+    app = create_app(settings)
+    body = {"user_id": 7, "score": 40, "session_id": "match-7"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+            first = (await client.post(SUBMIT, json=body)).json()
+            inside = (await client.post(SUBMIT, json=body)).json()
+            await worker.drain()
+            assert await session_rows(pool, "match-7") == 1
+
+            async def window_over() -> bool:
+                return not await redis.exists(seen)
+
+            await wait_for(window_over, 5, "the idempotency key to expire")
+            after = (await client.post(SUBMIT, json=body)).json()
+            await worker.drain()
+
+    assert (first["duplicate"], first["total_score"]) == (False, 40)
+    assert (inside["duplicate"], inside["total_score"]) == (True, 40)
+    assert (after["duplicate"], after["total_score"]) == (False, 80)
+    assert after["event_id"] != first["event_id"]
+    assert await session_rows(pool, "match-7") == 2
+    result = processes.run("verify", "--deep", settings=settings)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_idempotency_keys_expire_with_the_configured_window(
+    client: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    await client.post(SUBMIT, json={"user_id": 1, "score": 1, "session_id": "s1"})
+
+    ttl_ms = await redis.pttl(Keys(settings.namespace).seen("s1"))
+
+    assert 0 < ttl_ms <= settings.idempotency_ttl_s * 1000
+    assert ttl_ms > (settings.idempotency_ttl_s - 60) * 1000
