@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import sql
+from persistence import repository
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_query_the_code_names_exists() -> None:
+    used = set()
+    for path in [*ROOT.joinpath("persistence").glob("*.py"), ROOT / "ranker" / "commands.py"]:
+        used |= set(re.findall(r'query\("([a-z_]+)"\)', path.read_text()))
+
+    assert used
+    assert used <= set(sql.queries())
+
+
+def test_every_query_is_used_somewhere() -> None:
+    text = "".join(p.read_text() for p in ROOT.joinpath("persistence").glob("*.py"))
+    unused = {name for name in sql.queries() if f'"{name}"' not in text}
+
+    assert unused == set()
+
+
+def test_query_of_an_unknown_name_says_which() -> None:
+    with pytest.raises(KeyError, match="no_such_query"):
+        sql.query("no_such_query")
+
+
+def test_parse_rejects_a_name_used_twice_and_an_empty_block() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        sql.parse_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
+    with pytest.raises(ValueError, match="no statement"):
+        sql.parse_queries("-- name: a\n-- only a comment\n")
+
+
+def test_parse_drops_comments_and_the_final_semicolon() -> None:
+    parsed = sql.parse_queries("-- name: one\n-- doc line\nSELECT 1\nFROM t;\n\n-- name: two\nSELECT 2;")
+
+    assert parsed == {"one": "SELECT 1\nFROM t", "two": "SELECT 2"}
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    versions = [m.version for m in sql.migrations()]
+
+    assert versions == list(range(1, len(versions) + 1))
+    assert "CREATE TABLE IF NOT EXISTS game_sessions" in sql.migrations()[0].text
+
+
+def test_repository_session_boards() -> None:
+    session = repository.Session(
+        event_id=__import__("uuid").uuid4(), session_id="s", user_id=1, score=2,
+        game_mode="team", created_ms=0,
+    )
+    assert session.boards == ("global", "mode:team")
