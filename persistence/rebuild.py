@@ -25,6 +25,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -165,7 +166,7 @@ class Rebuild:
         page_size = self.settings.rebuild_batch_size
         while True:
             with translate_redis_errors():
-                page = await self.redis.xrange(self.keys.events, min=start, count=page_size)
+                page: Any = await self.redis.xrange(self.keys.events, min=start, count=page_size)
             if not page:
                 return added, subtracted
             entries = [(parse_entry(f), generation_of(f) == generation) for _, f in page]
@@ -225,9 +226,9 @@ class Rebuild:
                     [self.keys.events, self.keys.rebuild_flag],
                     [WORKER_GROUP, start, self.settings.rebuild_batch_size],
                 )
-            if count < 0:
+            if int(count) < 0:
                 return deleted
-            deleted += count
+            deleted += int(count)
             if not following:
                 return deleted
             start = following.decode()

@@ -103,6 +103,13 @@ async def select_totals_of_users(
     return dict(await cur.fetchall())
 
 
+async def has_totals(conn: AsyncConnection) -> bool:
+    """Whether any board has a member in the database."""
+    cur = await conn.execute(query("select_any_total"))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
 async def select_board_names(conn: AsyncConnection) -> set[str]:
     """Every board with at least one total in the database."""
     cur = await conn.execute(query("select_board_names"))

@@ -63,15 +63,19 @@ async def unpersisted(redis: Redis, keys: Keys) -> int:
     group = await group_info(redis, keys)
     if group is None:
         return int(await redis.xlen(keys.events))
-    pending = int(group.get("pending") or 0)  # type: ignore[call-overload]
+    pending = _as_int(group.get("pending"))
     lag = group.get("lag")
     if lag is None:
         # Redis cannot tell the lag (entries deleted past the group's cursor): count them.
         last = group.get("last-delivered-id") or b"0-0"
         unread = await redis.xrange(keys.events, min=b"(" + _as_bytes(last), max="+")
-        return pending + len(unread)
-    return pending + int(lag)  # type: ignore[call-overload]
+        return pending + len(unread or [])
+    return pending + _as_int(lag)
 
 
 def _as_bytes(value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _as_int(value: object) -> int:
+    return int(value) if isinstance(value, int | bytes | str) else 0

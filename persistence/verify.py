@@ -113,7 +113,7 @@ class Verifier:
         async for rows in repository.iter_board_totals(conn, board, self.page_size):
             with translate_redis_errors():
                 scores = await self.redis.zmscore(key, [str(user) for user, _ in rows])
-            for (user_id, total), score in zip(rows, scores, strict=True):
-                if score is None:
+            for (user_id, total), found in zip(rows, scores, strict=True):
+                if found is None:
                     diffs.append(Difference(board, user_id, None, total))
         return members, diffs

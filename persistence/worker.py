@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -115,7 +116,7 @@ class Worker:
 
     async def _read(self, start: str, block_ms: int | None) -> list[StreamEntry]:
         """Own pending entries (``start="0"``) or new ones (``">"``); an empty list if none."""
-        reply = await self.redis.xreadgroup(
+        reply: Any = await self.redis.xreadgroup(
             WORKER_GROUP,
             self.consumer,
             {self.keys.events: start},

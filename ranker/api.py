@@ -91,7 +91,7 @@ def observed(route: str) -> Callable[[Handler], Handler]:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing a non-JSON content type (415) or more than ``limit`` bytes (413)."""
+    """The request body: 415 unless it is JSON, 413 when it exceeds ``limit`` bytes."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise InvalidInput(

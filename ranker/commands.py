@@ -137,15 +137,17 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
     """Generate demo data in PostgreSQL, then rebuild the boards."""
     from rich.progress import Progress
 
+    from persistence import repository
     from persistence.rebuild import Rebuild
     from persistence.seed import seed as generate
-    from persistence.verify import Verifier
 
     async def run() -> None:
         async with _connections(settings) as (redis, pool):
-            if args.if_empty and (await Verifier(settings, redis, pool).run()).members:
-                print("boards are not empty: not seeding")
-                return
+            if args.if_empty:
+                async with pool.connection() as conn:
+                    if await repository.has_totals(conn):
+                        print("boards are not empty: not seeding")
+                        return
             with Progress(transient=False) as bar:
                 tasks = {
                     "players": bar.add_task("players", total=args.players),

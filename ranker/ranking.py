@@ -105,7 +105,7 @@ class Ranking:
             *(self.keys.board(board) for board in boards),
             *(self.keys.delta(board) for board in boards),
         ]
-        args = [
+        args: list[str | int] = [
             request.user_id,
             request.score,
             session_id,

@@ -1,4 +1,4 @@
-"""The Lua scripts, loaded from the ``.lua`` files beside this module and registered once per client.
+"""The Lua scripts, loaded from the ``.lua`` files beside this module, registered once per client.
 
 redis-py's ``AsyncScript`` runs EVALSHA and falls back to loading the script on NOSCRIPT, so a
 restarted or failed-over Redis is handled without our help.

@@ -27,30 +27,67 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("RANKER_REDIS_URL", "REDIS_URL"),
+        description="Redis (>= 7.0) or Valkey (>= 7.2): the live boards. Alias REDIS_URL.",
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/ranker",
         validation_alias=AliasChoices("RANKER_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL: the durable record. Alias DATABASE_URL.",
     )
-    namespace: str = "default"
-    game_modes: Annotated[tuple[str, ...], NoDecode] = ("solo", "team")
-    default_game_mode: str = "solo"
-    score_min: int = 0
-    score_max: int = 1_000_000_000
-    idempotency_ttl_s: int = Field(default=86_400, ge=1)
-    max_backlog: int = Field(default=1_000_000, ge=1)
-    max_body_bytes: int = Field(default=4_096, ge=64)
-    top_limit_max: int = Field(default=100, ge=1, le=10_000)
-    redis_timeout_s: float = Field(default=2.0, gt=0)
-    redis_max_connections: int = Field(default=64, ge=1)
-    pg_pool_max: int = Field(default=8, ge=1)
-    worker_batch_size: int = Field(default=1_000, ge=1)
-    worker_block_ms: int = Field(default=500, ge=1)
-    claim_idle_ms: int = Field(default=30_000, ge=1)
-    rebuild_ttl_s: int = Field(default=120, ge=1)
-    rebuild_batch_size: int = Field(default=10_000, ge=1)
-    retry_after_s: int = Field(default=2, ge=1)
-    log_level: str = "info"
+    namespace: str = Field(
+        default="default", description="Prefix of every Redis key: one deployment's boards."
+    )
+    game_modes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("solo", "team"),
+        description="Comma-separated game modes; each has a board besides the global one.",
+    )
+    default_game_mode: str = Field(
+        default="solo", description="The mode of a submission that names none."
+    )
+    score_min: int = Field(default=0, description="Lowest score one session may submit.")
+    score_max: int = Field(
+        default=1_000_000_000, description="Highest score one session may submit."
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400, ge=1, description="How long a session id is remembered for retries."
+    )
+    max_backlog: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Events waiting for PostgreSQL above which submit answers 503.",
+    )
+    max_body_bytes: int = Field(default=4_096, ge=64, description="Largest request body.")
+    top_limit_max: int = Field(
+        default=100, ge=1, le=10_000, description="Largest `limit` of top (and 2x `n` of around)."
+    )
+    redis_timeout_s: float = Field(
+        default=2.0, gt=0, description="Connect and reply timeout of Redis calls."
+    )
+    redis_max_connections: int = Field(
+        default=64, ge=1, description="Redis connections per API process."
+    )
+    pg_pool_max: int = Field(default=8, ge=1, description="PostgreSQL connections per process.")
+    worker_batch_size: int = Field(
+        default=1_000, ge=1, description="Events per write-behind transaction (at most)."
+    )
+    worker_block_ms: int = Field(
+        default=500, ge=1, description="How long the worker waits for new events per read."
+    )
+    claim_idle_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="Idle time after which a crashed worker's events are taken over.",
+    )
+    rebuild_ttl_s: int = Field(
+        default=120, ge=1, description="TTL of the rebuild flag (renewed while loading)."
+    )
+    rebuild_batch_size: int = Field(
+        default=10_000, ge=1, description="Members per ZADD and rows per fetch in a rebuild."
+    )
+    retry_after_s: int = Field(
+        default=2, ge=1, description="Retry-After of 503 answers (rebuilding, backlog full)."
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
 
     @field_validator("game_modes", mode="before")
     @classmethod

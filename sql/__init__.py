@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import LiteralString, cast
+from typing import LiteralString
 
 _NAME = re.compile(r"^-- name: (?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -57,7 +57,7 @@ def query(name: str) -> LiteralString:
     """One named query; ``KeyError`` naming it when there is none."""
     try:
         # The text comes from our own file, never from input: as safe as a literal.
-        return cast(LiteralString, queries()[name])
+        return queries()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in sql/queries.sql") from None
 
@@ -69,7 +69,7 @@ def migrations() -> tuple[Migration, ...]:
     for entry in resources.files(__name__).joinpath("migrations").iterdir():
         match = _MIGRATION.match(entry.name)
         if match:
-            text = cast(LiteralString, entry.read_text(encoding="utf-8"))
+            text: LiteralString = entry.read_text(encoding="utf-8")
             found.append(Migration(int(match["version"]), match["name"], text))
     found.sort()
     versions = [m.version for m in found]

@@ -94,6 +94,10 @@ FROM game_sessions WHERE created_at > now() - make_interval(secs => %(window_s)s
 SELECT user_id, total_score FROM board_totals
 WHERE board = %(board)s AND user_id = ANY(%(user_ids)s::bigint[]);
 
+-- name: select_any_total
+-- Whether any board has a member (seed --if-empty).
+SELECT EXISTS (SELECT 1 FROM board_totals) AS has_totals;
+
 -- name: select_board_names
 -- Every board that has totals (verify reports boards Redis does not know).
 SELECT DISTINCT board FROM board_totals;

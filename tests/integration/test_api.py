@@ -23,7 +23,11 @@ async def test_submit_returns_total_and_rank_on_the_global_board(client: httpx.A
     assert first.json()["rank"] == 1
     assert second.json()["rank"] == 1
     assert third.json() | {"event_id": None} == {
-        "user_id": 1, "total_score": 80, "rank": 1, "session_id": "s-3", "duplicate": False,
+        "user_id": 1,
+        "total_score": 80,
+        "rank": 1,
+        "session_id": "s-3",
+        "duplicate": False,
         "event_id": None,
     }
 
@@ -45,8 +49,13 @@ async def test_ties_share_a_rank_in_top_rank_and_around(client: httpx.AsyncClien
     top = (await client.get("/api/leaderboard/top", params={"limit": 5})).json()
     around = (await client.get("/api/leaderboard/around/4", params={"n": 1})).json()
 
-    assert [(e["rank"], e["total_score"]) for e in top] == [(1, 30), (1, 30), (1, 30), (4, 20),
-                                                            (5, 10)]
+    assert [(e["rank"], e["total_score"]) for e in top] == [
+        (1, 30),
+        (1, 30),
+        (1, 30),
+        (4, 20),
+        (5, 10),
+    ]
     assert (await client.get("/api/leaderboard/rank/3")).json()["rank"] == 1
     assert [(e["rank"], e["user_id"]) for e in around][1:] == [(4, 4), (5, 1)]
     assert around[0]["rank"] == 1
@@ -125,8 +134,13 @@ async def test_full_backlog_answers_503_with_retry_after(
 async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
 
-    assert set(spec["paths"]) >= {"/api/leaderboard/submit", "/api/leaderboard/top",
-                                  "/api/leaderboard/rank/{user_id}", "/healthz", "/readyz"}
+    assert set(spec["paths"]) >= {
+        "/api/leaderboard/submit",
+        "/api/leaderboard/top",
+        "/api/leaderboard/rank/{user_id}",
+        "/healthz",
+        "/readyz",
+    }
     assert "SubmitRequest" in spec["components"]["schemas"]
 
 

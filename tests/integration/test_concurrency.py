@@ -23,20 +23,27 @@ async def sql_state(pool: AsyncConnectionPool) -> tuple[int, int]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT (SELECT total_score FROM board_totals WHERE board = 'global' AND user_id = %s),"
-            " (SELECT count(*) FROM game_sessions WHERE user_id = %s)", (PLAYER, PLAYER))
+            " (SELECT count(*) FROM game_sessions WHERE user_id = %s)",
+            (PLAYER, PLAYER),
+        )
         row = await cur.fetchone()
         assert row is not None
         return row[0], row[1]
 
 
 async def test_concurrent_submissions_for_one_player_are_all_counted(
-    processes: Processes, redis: Redis, pool: AsyncConnectionPool, settings: Settings,
+    processes: Processes,
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    settings: Settings,
 ) -> None:
     url, _ = await processes.serve()  # API and worker in one process, as deployed
     keys = Keys(settings.namespace)
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(url, connector=connector) as http:
-        async with http.post("/api/leaderboard/submit", json={"user_id": PLAYER, "score": 500}) as r:
+        async with http.post(
+            "/api/leaderboard/submit", json={"user_id": PLAYER, "score": 500}
+        ) as r:
             assert r.status == 200, await r.text()
         await wait_drained(redis, keys, 30)
         redis_before = int(float(await redis.zscore(keys.board("global"), PLAYER) or 0))

@@ -20,16 +20,21 @@ SUBMIT = "/api/leaderboard/submit"
 
 async def session_rows(pool: AsyncConnectionPool, session_id: str) -> int:
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) FROM game_sessions WHERE session_id = %s",
-                                 (session_id,))
+        cur = await conn.execute(
+            "SELECT count(*) FROM game_sessions WHERE session_id = %s", (session_id,)
+        )
         row = await cur.fetchone()
         assert row is not None
         return int(row[0])
 
 
 async def test_retry_inside_the_window_counts_once_and_after_it_counts_again(
-    make_settings: Callable[..., Settings], redis: Redis, pool: AsyncConnectionPool,
-    worker: Worker, processes: Processes, loaded: None,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    worker: Worker,
+    processes: Processes,
+    loaded: None,
 ) -> None:
     settings = make_settings(idempotency_ttl_s=1)
     seen = Keys(settings.namespace).seen("match-7")

@@ -22,17 +22,22 @@ from ranker.settings import Settings
 
 # Few players and few distinct scores: most boards are full of ties.
 submissions = st.lists(
-    st.tuples(st.integers(1, 30), st.sampled_from([0, 1, 2, 3, 5, 8]),
-              st.sampled_from(["solo", "team"])),
-    min_size=1, max_size=120,
+    st.tuples(
+        st.integers(1, 30), st.sampled_from([0, 1, 2, 3, 5, 8]), st.sampled_from(["solo", "team"])
+    ),
+    min_size=1,
+    max_size=120,
 )
 
 
-@hypothesis_settings(max_examples=40, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(sessions=submissions)
 async def test_rank_and_top_agree_with_sql_rank_on_boards_with_ties(
-    sessions: list[tuple[int, int, str]], make_settings: Callable[..., Settings], redis: Redis,
+    sessions: list[tuple[int, int, str]],
+    make_settings: Callable[..., Settings],
+    redis: Redis,
     pool: AsyncConnectionPool,
 ) -> None:
     # A namespace and empty tables for each example: examples share the test's fixtures.
@@ -56,4 +61,6 @@ async def test_rank_and_top_agree_with_sql_rank_on_boards_with_ties(
             ((rank, total) for total, rank in expected.values()), key=lambda rt: rt[0]
         )
         assert all(expected[e.user_id] == (e.total_score, e.rank) for e in top)
-    await redis.delete(*[key async for key in redis.scan_iter(f"ranker:{{{settings.namespace}}}:*")])
+    await redis.delete(
+        *[key async for key in redis.scan_iter(f"ranker:{{{settings.namespace}}}:*")]
+    )

@@ -45,8 +45,9 @@ async def get(session: aiohttp.ClientSession, path: str) -> tuple[int, object]:
         return response.status, await response.json(content_type=None)
 
 
-async def assert_ranks_match_sql(session: aiohttp.ClientSession, pool: AsyncConnectionPool,
-                                 settings: Settings) -> int:
+async def assert_ranks_match_sql(
+    session: aiohttp.ClientSession, pool: AsyncConnectionPool, settings: Settings
+) -> int:
     """Every player's rank on every board, through the API, equals SQL's RANK(); returns how
     many were compared."""
     compared = 0
@@ -66,7 +67,9 @@ async def assert_ranks_match_sql(session: aiohttp.ClientSession, pool: AsyncConn
 
 
 async def test_service_restarted_on_an_empty_redis_is_not_ready_until_rebuilt(
-    make_settings: Callable[..., Settings], own_redis_url: str, processes: Processes,
+    make_settings: Callable[..., Settings],
+    own_redis_url: str,
+    processes: Processes,
     pool: AsyncConnectionPool,
 ) -> None:
     settings = make_settings(redis_url=own_redis_url)
@@ -102,7 +105,10 @@ async def test_service_restarted_on_an_empty_redis_is_not_ready_until_rebuilt(
 
 
 async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_twice(
-    settings: Settings, processes: Processes, redis: Redis, pool: AsyncConnectionPool,
+    settings: Settings,
+    processes: Processes,
+    redis: Redis,
+    pool: AsyncConnectionPool,
 ) -> None:
     await seed(settings, pool, players=2_000, sessions=8_000)
     url, _ = await processes.serve()
@@ -112,8 +118,12 @@ async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_tw
     async def flow(session: aiohttp.ClientSession, index: int) -> None:
         rng = random.Random(index)
         for n in range(200):
-            body = {"user_id": rng.randint(1, 2_500), "score": rng.randint(1, 50),
-                    "game_mode": rng.choice(["solo", "team"]), "session_id": f"f{index}-{n}"}
+            body = {
+                "user_id": rng.randint(1, 2_500),
+                "score": rng.randint(1, 50),
+                "game_mode": rng.choice(["solo", "team"]),
+                "session_id": f"f{index}-{n}",
+            }
             async with session.post("/api/leaderboard/submit", json=body) as response:
                 assert response.status == 200, await response.text()
                 accepted.append((await response.json())["event_id"])
@@ -134,8 +144,9 @@ async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_tw
 
     await wait_drained(redis, Keys(settings.namespace), 60)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT event_id::text FROM game_sessions "
-                                 "WHERE session_id NOT LIKE 'seed-%%'")
+        cur = await conn.execute(
+            "SELECT event_id::text FROM game_sessions WHERE session_id NOT LIKE 'seed-%%'"
+        )
         stored = Counter(row[0] for row in await cur.fetchall())
     assert rebuilt == 3
     assert stored == Counter(accepted)
@@ -148,8 +159,9 @@ class Interleaved(Rebuild):
     """A rebuild that runs a hook once the flag is set (before the snapshot) and another
     after the snapshot and the stream were read (before the swap)."""
 
-    def __init__(self, *args: object, after_flag: Callable[[], object],
-                 before_swap: Callable[[], object]) -> None:
+    def __init__(
+        self, *args: object, after_flag: Callable[[], object], before_swap: Callable[[], object]
+    ) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
         self.after_flag = after_flag
         self.before_swap = before_swap
@@ -165,7 +177,10 @@ class Interleaved(Rebuild):
 
 
 async def test_each_case_of_the_rebuild_protocol_counts_once(
-    make_settings: Callable[..., Settings], redis: Redis, pool: AsyncConnectionPool, loaded: None,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    loaded: None,
 ) -> None:
     # Claims only after a minute: the stalled consumer keeps what it read for this test.
     settings = make_settings(claim_idle_ms=60_000)
@@ -191,13 +206,15 @@ async def test_each_case_of_the_rebuild_protocol_counts_once(
         await submit(5, 50)  # after the snapshot: delta only, persisted later
         await worker.drain()
 
-    report = await Interleaved(settings, redis, pool, after_flag=after_flag,
-                               before_swap=before_swap).run()
+    report = await Interleaved(
+        settings, redis, pool, after_flag=after_flag, before_swap=before_swap
+    ).run()
     await Worker(settings, redis, pool, consumer="stalled").drain()  # it wakes up at last
     await worker.drain()
 
-    totals = {int(m): int(s) for m, s in await redis.zrange(keys.board("global"), 0, -1,
-                                                             withscores=True)}
+    totals = {
+        int(m): int(s) for m, s in await redis.zrange(keys.board("global"), 0, -1, withscores=True)
+    }
     assert totals == {1: 10, 2: 20, 3: 30, 4: 40, 5: 50}
     assert (report.stream_added, report.stream_subtracted) == (1, 1)
     assert (await Verifier(settings, redis, pool).run()).ok
@@ -205,8 +222,11 @@ async def test_each_case_of_the_rebuild_protocol_counts_once(
 
 
 async def test_a_rebuild_whose_flag_expired_starts_again(
-    make_settings: Callable[..., Settings], redis: Redis, pool: AsyncConnectionPool,
-    worker: Worker, loaded: None,
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    worker: Worker,
+    loaded: None,
 ) -> None:
     settings = make_settings()
     keys = Keys(settings.namespace)
@@ -224,8 +244,9 @@ async def test_a_rebuild_whose_flag_expired_starts_again(
     async def nothing() -> None:
         return None
 
-    report = await Interleaved(settings, redis, pool, after_flag=nothing,
-                               before_swap=lose_flag_once).run()
+    report = await Interleaved(
+        settings, redis, pool, after_flag=nothing, before_swap=lose_flag_once
+    ).run()
 
     assert report.attempts == 2
     assert await redis.zscore(keys.board("global"), "1") == 5

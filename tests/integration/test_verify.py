@@ -32,7 +32,10 @@ async def test_verify_exits_0_when_redis_and_sql_agree(
 
 
 async def test_verify_fails_and_prints_a_score_planted_in_redis(
-    client: httpx.AsyncClient, worker: Worker, processes: Processes, redis: Redis,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    processes: Processes,
+    redis: Redis,
     settings: Settings,
 ) -> None:
     await fill(client, worker)
@@ -46,8 +49,12 @@ async def test_verify_fails_and_prints_a_score_planted_in_redis(
 
 
 async def test_verify_fails_on_a_member_missing_from_redis_or_sql(
-    client: httpx.AsyncClient, worker: Worker, processes: Processes, redis: Redis,
-    settings: Settings, pool: AsyncConnectionPool,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    processes: Processes,
+    redis: Redis,
+    settings: Settings,
+    pool: AsyncConnectionPool,
 ) -> None:
     await fill(client, worker)
     await redis.zrem(Keys(settings.namespace).board("global"), "3")
@@ -63,13 +70,19 @@ async def test_verify_fails_on_a_member_missing_from_redis_or_sql(
 
 
 async def test_verify_deep_finds_a_total_that_disagrees_with_its_sessions(
-    client: httpx.AsyncClient, worker: Worker, processes: Processes, pool: AsyncConnectionPool,
-    redis: Redis, settings: Settings,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    processes: Processes,
+    pool: AsyncConnectionPool,
+    redis: Redis,
+    settings: Settings,
 ) -> None:
     await fill(client, worker)
     async with pool.connection() as conn:
-        await conn.execute("UPDATE board_totals SET total_score = total_score + 1 "
-                           "WHERE board = 'global' AND user_id = 2")
+        await conn.execute(
+            "UPDATE board_totals SET total_score = total_score + 1 "
+            "WHERE board = 'global' AND user_id = 2"
+        )
     await redis.zincrby(Keys(settings.namespace).board("global"), 1, "2")
 
     shallow = processes.run("verify")

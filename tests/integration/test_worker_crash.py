@@ -33,8 +33,12 @@ async def submit_all(url: str, rng: random.Random) -> dict[str, str]:
 
         async def connection(index: int) -> None:
             for session_id, user_id, score in plan[index::CONNECTIONS]:
-                body = {"user_id": user_id, "score": score, "session_id": session_id,
-                        "game_mode": rng.choice(["solo", "team"])}
+                body = {
+                    "user_id": user_id,
+                    "score": score,
+                    "session_id": session_id,
+                    "game_mode": rng.choice(["solo", "team"]),
+                }
                 sends = 2 if int(session_id[1:]) % RETRY_EVERY == 0 else 1
                 for attempt in range(sends):
                     async with http.post("/api/leaderboard/submit", json=body) as response:
@@ -61,8 +65,11 @@ async def kill_repeatedly(processes: Processes, done: asyncio.Event, rng: random
 
 
 async def test_killed_workers_lose_nothing_and_count_nothing_twice(
-    make_settings: Callable[..., Settings], processes: Processes, redis: Redis,
-    pool: AsyncConnectionPool, loaded: None,
+    make_settings: Callable[..., Settings],
+    processes: Processes,
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    loaded: None,
 ) -> None:
     seed = random.randrange(2**32)
     print(f"random seed {seed}")

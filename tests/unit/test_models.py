@@ -16,7 +16,11 @@ def test_a_minimal_submission_is_accepted() -> None:
     request = parse(b'{"user_id": 1, "score": 100}')
 
     assert (request.user_id, request.score, request.game_mode, request.session_id) == (
-        1, 100, None, None)
+        1,
+        100,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(

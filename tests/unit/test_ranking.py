@@ -15,8 +15,9 @@ from ranker.models import SubmitRequest
 from ranker.ranking import Ranking, ranked
 from ranker.settings import Settings
 
-SETTINGS = Settings(redis_url="redis://unused", database_url="postgresql://unused",
-                    namespace="unit", max_backlog=5)
+SETTINGS = Settings(
+    redis_url="redis://unused", database_url="postgresql://unused", namespace="unit", max_backlog=5
+)
 KEYS = Keys("unit")
 
 
@@ -42,7 +43,9 @@ def reference_ranks(totals: list[int]) -> list[int]:
 def test_ranked_matches_the_definition_on_any_slice(totals: list[int], data: st.DataObject) -> None:
     ordered = sorted(totals, reverse=True)
     start = data.draw(st.integers(0, len(ordered) - 1))
-    flat = [part for i, t in enumerate(ordered[start:]) for part in (str(i).encode(), str(t).encode())]
+    flat = [
+        part for i, t in enumerate(ordered[start:]) for part in (str(i).encode(), str(t).encode())
+    ]
     first_rank = reference_ranks(ordered)[start]
 
     entries = ranked(flat, first_rank, start)

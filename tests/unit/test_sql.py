@@ -40,7 +40,9 @@ def test_parse_rejects_a_name_used_twice_and_an_empty_block() -> None:
 
 
 def test_parse_drops_comments_and_the_final_semicolon() -> None:
-    parsed = sql.parse_queries("-- name: one\n-- doc line\nSELECT 1\nFROM t;\n\n-- name: two\nSELECT 2;")
+    parsed = sql.parse_queries(
+        "-- name: one\n-- doc line\nSELECT 1\nFROM t;\n\n-- name: two\nSELECT 2;"
+    )
 
     assert parsed == {"one": "SELECT 1\nFROM t", "two": "SELECT 2"}
 
@@ -54,7 +56,11 @@ def test_migrations_are_numbered_from_one_without_gaps() -> None:
 
 def test_repository_session_boards() -> None:
     session = repository.Session(
-        event_id=__import__("uuid").uuid4(), session_id="s", user_id=1, score=2,
-        game_mode="team", created_ms=0,
+        event_id=__import__("uuid").uuid4(),
+        session_id="s",
+        user_id=1,
+        score=2,
+        game_mode="team",
+        created_ms=0,
     )
     assert session.boards == ("global", "mode:team")
