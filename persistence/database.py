@@ -14,6 +14,10 @@ from ranker.settings import Settings
 
 #: How long a caller waits for a pooled connection before the attempt counts as failed.
 POOL_TIMEOUT_S = 5.0
+#: How long the pool retries one failing connection attempt (backing off from 1 s, doubling)
+#: before it gives up; the next request starts a fresh attempt. Kept short so that a pool
+#: whose server was down for minutes reconnects within seconds of its return.
+RECONNECT_TIMEOUT_S = 3.0
 
 
 @contextlib.contextmanager
@@ -34,6 +38,9 @@ def make_pool(settings: Settings, max_size: int | None = None) -> AsyncConnectio
         max_size=max_size or settings.pg_pool_max,
         open=False,
         timeout=POOL_TIMEOUT_S,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
+        # A connection idle in the pool while the server restarted is broken: check before use.
+        check=AsyncConnectionPool.check_connection,
         kwargs={"autocommit": True, "connect_timeout": 5},
         name="ranker",
     )

@@ -19,6 +19,7 @@ flag no longer holds this generation (then the rebuild starts again).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -45,6 +46,8 @@ log = logging.getLogger("ranker.rebuild")
 ATTEMPTS = 3
 #: Members per ZRANGE page when the swap adds a delta into its shadow.
 SWAP_CHUNK = 1_000
+#: How often a rebuild waiting for another one checks whether it has finished.
+BUSY_POLL_S = 0.1
 
 
 class RebuildBusy(RankerError):
@@ -78,13 +81,17 @@ class Rebuild:
         self.boards = settings.boards
         self._ttl_ms = settings.rebuild_ttl_s * 1000
 
-    async def run(self) -> RebuildReport:
-        """Rebuild every board; ``RebuildBusy`` when another rebuild runs, ``RankerError`` when
-        the swap was refused ``ATTEMPTS`` times (each rebuild outlived the flag's TTL)."""
+    async def run(self, wait_s: float = 0.0) -> RebuildReport:
+        """Rebuild every board.
+
+        When another rebuild runs, wait up to ``wait_s`` for it to end and then rebuild anew
+        (its snapshot may predate what the caller wants loaded); ``RebuildBusy`` after that.
+        ``RankerError`` when the swap was refused ``ATTEMPTS`` times (each outlived its flag).
+        """
         started = time.perf_counter()
         for attempt in range(1, ATTEMPTS + 1):
             generation = uuid.uuid4().hex
-            await self._begin(generation)
+            await self._begin(generation, wait_s)
             try:
                 counts = await self._load(generation)
                 with translate_redis_errors():
@@ -104,14 +111,23 @@ class Rebuild:
             log.warning("rebuild generation %s outlived its flag; starting again", generation)
         raise RankerError(f"rebuild did not finish within the flag TTL {ATTEMPTS} times")
 
-    async def _begin(self, generation: str) -> None:
+    async def _begin(self, generation: str, wait_s: float = 0.0) -> None:
         stale = [key for b in self.boards for key in (self.keys.temp(b), self.keys.delta(b))]
-        with translate_redis_errors():
-            started = await self.scripts.rebuild_begin(
-                [self.keys.rebuild_flag, *stale], [generation, self._ttl_ms]
-            )
-        if not started:
-            raise RebuildBusy("another rebuild of this namespace is running")
+        deadline = time.monotonic() + wait_s
+        waited = False
+        while True:
+            with translate_redis_errors():
+                started = await self.scripts.rebuild_begin(
+                    [self.keys.rebuild_flag, *stale], [generation, self._ttl_ms]
+                )
+            if started:
+                return
+            if time.monotonic() >= deadline:
+                raise RebuildBusy("another rebuild of this namespace is running")
+            if not waited:
+                log.info("another rebuild is running: waiting up to %.0f s for its end", wait_s)
+                waited = True
+            await asyncio.sleep(BUSY_POLL_S)
 
     async def _abandon(self, generation: str) -> None:
         # Expire our flag now rather than at its TTL, so submissions stop filling the deltas

@@ -161,7 +161,9 @@ class Worker:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((DatabaseError, RedisUnavailable)),
-            wait=wait_exponential_jitter(initial=0.05, max=self.retry_wait_max_s),
+            wait=wait_exponential_jitter(
+                multiplier=0.05, max=self.retry_wait_max_s, jitter=self.retry_wait_max_s / 10
+            ),
             sleep=pause,
             before_sleep=lambda state: log.warning(
                 "worker step failed, retrying: %s", state.outcome and state.outcome.exception()

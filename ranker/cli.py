@@ -35,7 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="persist submissions to PostgreSQL; rebuild if wiped")
     worker.add_argument("--burst", action="store_true", help="drain the backlog, then exit")
     sub.add_parser("migrate", help="apply pending database migrations")
-    sub.add_parser("rebuild", help="reload the boards in Redis from PostgreSQL")
+    rebuild = sub.add_parser("rebuild", help="reload the boards in Redis from PostgreSQL")
+    rebuild.add_argument(
+        "--wait-s",
+        type=float,
+        default=300.0,
+        help="how long to wait for a rebuild already running to end",
+    )
     verify = sub.add_parser("verify", help="compare Redis with PostgreSQL (exit 1 on difference)")
     verify.add_argument(
         "--wait-s", type=float, default=60.0, help="how long to wait for the worker to drain first"

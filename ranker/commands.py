@@ -94,7 +94,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         async with _connections(settings) as (redis, pool):
-            report = await Rebuild(settings, redis, pool).run()
+            report = await Rebuild(settings, redis, pool).run(wait_s=args.wait_s)
         print(
             f"rebuilt {report.members} members of {len(settings.boards)} boards in "
             f"{report.duration_s:.2f} s (stream: +{report.stream_added} "
@@ -160,7 +160,7 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
                     args.sessions,
                     lambda task, done: bar.advance(tasks[task], done),
                 )
-            report = await Rebuild(settings, redis, pool).run()
+            report = await Rebuild(settings, redis, pool).run(wait_s=settings.rebuild_ttl_s)
         print(
             f"seeded {args.players} players, {args.sessions} sessions; "
             f"rebuilt {report.members} members in {report.duration_s:.2f} s"

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
 
-import psycopg
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -101,7 +100,9 @@ def redis_server(
 
     def start(method: str) -> contextlib.AbstractContextManager[Server]:
         if method == "docker":
-            return _docker("redis", data_dir, port, appendonly)
+            from ranker.devservers_docker import container
+
+            return container("redis", data_dir, port, appendonly)
         exe, how = _redis_executable(method)
         return _redis_process(exe, how, data_dir, port, appendonly)
 
@@ -123,7 +124,9 @@ def postgres_server(data_dir: Path | None = None, port: int | None = None) -> It
 
     def start(method: str) -> contextlib.AbstractContextManager[Server]:
         if method == "docker":
-            return _docker("postgres", data_dir, port, True)
+            from ranker.devservers_docker import container
+
+            return container("postgres", data_dir, port, True)
         bindir, how = _pg_bindir(method)
         return _pg_cluster(bindir, how, data_dir, port)
 
@@ -400,81 +403,3 @@ def _pg_cluster(bindir: Path, how: str, data: Path | None, port: int | None) -> 
             finally:
                 with contextlib.suppress(_Skip):  # not running (start failed): nothing to stop
                     _run("pg_ctl stop", [*pg_ctl, "-m", "fast", "-w", "stop"], START_TIMEOUT_S)
-
-
-# --- Docker (testcontainers) --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _docker(
-    kind: str, data_dir: Path | None, port: int | None, appendonly: bool
-) -> Iterator[Server]:
-    """redis:7 or postgres:N in a container published on 127.0.0.1 only; data_dir is mounted.
-
-    testcontainers is optional, hence imported here; its Ryuk reaper removes the container if
-    this process dies without stopping it.
-    """
-    try:
-        from testcontainers.core.container import DockerContainer
-        from testcontainers.core.docker_client import DockerClient
-
-        with contextlib.closing(DockerClient().client) as client:
-            client.ping()
-    except ImportError as exc:
-        raise _Skip("testcontainers not installed") from exc
-    except Exception as exc:  # docker-py raises several kinds when no engine answers
-        raise _Skip(f"no Docker engine answers ({type(exc).__name__})") from exc
-    image, inner_port, command, env, mount = _docker_spec(kind, data_dir, appendonly)
-    container = DockerContainer(image, command=command, env=env)
-    if data_dir is not None:
-        container.with_volume_mapping(str(data_dir.resolve()), mount, "rw")
-    host_port = port or free_port()
-    # with_bind_ports() publishes on 0.0.0.0; docker-py's (ip, port) form keeps it on loopback.
-    container.ports[f"{inner_port}/tcp"] = ("127.0.0.1", host_port)
-    try:
-        container.start()
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            container.stop()
-        raise _Skip(f"{image} did not start ({type(exc).__name__}: {exc})") from exc
-    try:
-        yield Server(_wait_url(kind, host_port), kind, "testcontainers")
-    finally:
-        container.stop()
-
-
-def _docker_spec(
-    kind: str, data_dir: Path | None, appendonly: bool
-) -> tuple[str, int, list[str], dict[str, str], str]:
-    """(image, port inside, command, environment, data mount point) of a container for kind."""
-    if kind == "redis":
-        persist = ["--appendonly", "yes" if appendonly else "no"] if data_dir else ["--save", ""]
-        # Inside it must listen on all interfaces; the host side is published on loopback only.
-        command = ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", *persist]
-        return "redis:7", 6379, command, {}, "/data"
-    marker = data_dir / "PG_VERSION" if data_dir else None
-    major = marker.read_text().strip() if marker and marker.exists() else "16"
-    fast = [] if data_dir else [f"--{key}={value}" for key, value in _PG_FAST.items()]
-    pgdata = "/var/lib/postgresql/data"  # pinned: the postgres:18 image moved its default
-    env = {"POSTGRES_HOST_AUTH_METHOD": "trust", "PGDATA": pgdata}
-    return f"postgres:{major}", 5432, ["postgres", "--max_connections=200", *fast], env, pgdata
-
-
-def _wait_url(kind: str, port: int) -> str:
-    """Poll until a client connects (the postgres image restarts once on its first start)."""
-    url = f"redis://127.0.0.1:{port}/0"
-    if kind == "postgres":
-        url = f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            if kind == "redis":
-                with _client(port) as client:
-                    client.ping()
-            else:
-                psycopg.connect(url, connect_timeout=2).close()
-            return url
-        except (redis.ConnectionError, psycopg.OperationalError) as exc:
-            if time.monotonic() > deadline:
-                raise _Skip(f"the container never answered ({exc})") from exc
-            time.sleep(0.1)

@@ -111,7 +111,7 @@ async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_tw
     pool: AsyncConnectionPool,
 ) -> None:
     await seed(settings, pool, players=2_000, sessions=8_000)
-    url, _ = await processes.serve()
+    url, _ = await processes.serve()  # its watchdog's first rebuild may overlap ours: they queue
     accepted: list[str] = []
     flowing = asyncio.Event()
 
@@ -166,8 +166,8 @@ class Interleaved(Rebuild):
         self.after_flag = after_flag
         self.before_swap = before_swap
 
-    async def _begin(self, generation: str) -> None:
-        await super()._begin(generation)
+    async def _begin(self, generation: str, wait_s: float = 0.0) -> None:
+        await super()._begin(generation, wait_s)
         await self.after_flag()  # type: ignore[misc]
 
     async def _load(self, generation: str) -> tuple[int, int, int, int]:
@@ -250,3 +250,26 @@ async def test_a_rebuild_whose_flag_expired_starts_again(
 
     assert report.attempts == 2
     assert await redis.zscore(keys.board("global"), "1") == 5
+
+
+async def test_rebuild_command_waits_for_a_running_rebuild_or_says_it_is_busy(
+    settings: Settings, processes: Processes, redis: Redis, loaded: None
+) -> None:
+    keys = Keys(settings.namespace)
+    await redis.set(keys.rebuild_flag, "another-process", px=60_000)
+
+    refused = processes.run("rebuild", "--wait-s", "0")
+    waiting = processes.start("rebuild", "--wait-s", "60")
+
+    async def is_waiting() -> bool:
+        return "waiting up to 60 s" in processes.log_of(waiting)
+
+    await wait_for(is_waiting, 30, "ranker rebuild to wait for the running rebuild")
+    await redis.delete(keys.rebuild_flag)  # the other rebuild ends
+    await asyncio.to_thread(waiting.wait, 60)
+    output = processes.log_of(waiting)
+
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "ranker rebuild: another rebuild of this namespace is running"
+    assert waiting.returncode == 0, output
+    assert "rebuilt " in output
