@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,9 @@ async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncCo
     from persistence.database import pool_for
     from persistence.service import background_redis
 
+    # One-shot commands end with a one-line reason; the pool's own retry warnings would only
+    # repeat it (long-running serve and worker keep them: they show an outage as it happens).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     redis = background_redis(settings)
     try:
         async with pool_for(settings) as pool:

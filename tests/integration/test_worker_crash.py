@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -19,15 +20,14 @@ from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes
 
-SUBMISSIONS = 20_000
 CONNECTIONS = 32
 RETRY_EVERY = 10  # one session in ten is sent twice, as a client retrying after a timeout
 
 
-async def submit_all(url: str, rng: random.Random) -> dict[str, str]:
+async def submit_all(url: str, rng: random.Random, submissions: int) -> dict[str, str]:
     """Send the submissions; returns {session_id: event_id} of every accepted session."""
     accepted: dict[str, str] = {}
-    plan = [(f"s{n}", rng.randint(1, 500), rng.randint(1, 100)) for n in range(SUBMISSIONS)]
+    plan = [(f"s{n}", rng.randint(1, 500), rng.randint(1, 100)) for n in range(submissions)]
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(url, connector=connector) as http:
 
@@ -64,7 +64,11 @@ async def kill_repeatedly(processes: Processes, done: asyncio.Event, rng: random
     return kills
 
 
+@pytest.mark.parametrize(
+    "submissions", [20_000, pytest.param(200_000, marks=pytest.mark.slow, id="long")]
+)
 async def test_killed_workers_lose_nothing_and_count_nothing_twice(
+    submissions: int,
     make_settings: Callable[..., Settings],
     processes: Processes,
     redis: Redis,
@@ -80,7 +84,7 @@ async def test_killed_workers_lose_nothing_and_count_nothing_twice(
     done = asyncio.Event()
     killer = asyncio.create_task(kill_repeatedly(processes, done, rng))
     try:
-        accepted = await submit_all(url, rng)
+        accepted = await submit_all(url, rng, submissions)
     finally:
         done.set()
         kills = await killer
@@ -92,8 +96,8 @@ async def test_killed_workers_lose_nothing_and_count_nothing_twice(
         stored = await cur.fetchall()
 
     assert kills >= 5
-    assert len(accepted) == SUBMISSIONS
-    assert len(stored) == SUBMISSIONS, "a session is missing or stored twice"
+    assert len(accepted) == submissions
+    assert len(stored) == submissions, "a session is missing or stored twice"
     assert dict(stored) == accepted
     result = processes.run("verify", "--deep")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,75 @@
+"""The ``ranker`` commands as a person runs them: exit status and one-line reasons."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import httpx
+
+from ranker import devservers
+from ranker.settings import Settings
+from tests.fixtures.ranker import Processes
+from tests.fixtures.servers import create_database, database_url, drop_database
+
+
+def test_migrate_applies_the_schema_once_then_reports_it_up_to_date(
+    make_settings: Callable[..., Settings], processes: Processes, postgres_server_url: str
+) -> None:
+    name = f"ranker_empty_{uuid.uuid4().hex[:8]}"
+    create_database(postgres_server_url, name)
+    try:
+        settings = make_settings(database_url=database_url(postgres_server_url, name))
+        first = processes.run("migrate", settings=settings)
+        second = processes.run("migrate", settings=settings)
+    finally:
+        drop_database(postgres_server_url, name)
+
+    assert (first.returncode, first.stdout.strip()) == (0, "applied migrations [1]")
+    assert (second.returncode, second.stdout.strip()) == (0, "database schema is up to date")
+
+
+def test_seed_then_verify_then_seed_if_empty_does_nothing(processes: Processes) -> None:
+    seeded = processes.run("seed", "--players", "300", "--sessions", "1500")
+    verified = processes.run("verify", "--deep")
+    again = processes.run("seed", "--players", "300", "--sessions", "1500", "--if-empty")
+
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeded 300 players, 1500 sessions" in seeded.stdout
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: ")
+    assert (again.returncode, again.stdout.strip()) == (0, "boards are not empty: not seeding")
+
+
+async def test_worker_burst_persists_the_backlog_and_exits(
+    client: httpx.AsyncClient, processes: Processes
+) -> None:
+    for user_id in (1, 2, 3):
+        await client.post("/api/leaderboard/submit", json={"user_id": user_id, "score": 4})
+
+    result = processes.run("worker", "--burst")
+
+    assert (result.returncode, result.stdout.strip()) == (0, "persisted 3 events")
+    assert processes.run("verify", "--wait-s", "0").returncode == 0
+
+
+def test_an_unreachable_database_is_a_one_line_failure(
+    make_settings: Callable[..., Settings], processes: Processes
+) -> None:
+    closed = f"postgresql://postgres@127.0.0.1:{devservers.free_port()}/ranker"
+    settings = make_settings(database_url=closed)
+
+    for command in ("migrate", "verify", "rebuild"):
+        result = processes.run(command, settings=settings)
+        assert result.returncode == 1, (command, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ranker {command}: PostgreSQL failed")
+
+
+def test_invalid_settings_are_a_one_line_failure(settings: Settings, processes: Processes) -> None:
+    bad = settings.model_copy(update={"game_modes": ("solo", "Not A Mode")})
+
+    result = processes.run("verify", settings=bad)
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("ranker: invalid settings:")
