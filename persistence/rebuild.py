@@ -34,10 +34,10 @@ from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
-from persistence.stream import generation_of, parse_entry
+from persistence.stream import generation_of, parse_entry, trim_acknowledged
 from ranker import metrics
 from ranker.errors import RankerError
-from ranker.keys import WORKER_GROUP, Keys
+from ranker.keys import Keys
 from ranker.ranking import translate_redis_errors
 from ranker.scripts import Scripts
 from ranker.settings import Settings
@@ -103,7 +103,7 @@ class Rebuild:
                 await self._abandon(generation)
                 raise
             if swapped:
-                await self.trim_acknowledged()
+                await trim_acknowledged(self.redis, self.keys, self.settings.rebuild_batch_size)
                 duration = time.perf_counter() - started
                 metrics.rebuild_duration.observe(duration)
                 metrics.rebuild_members.set(counts[0])
@@ -232,19 +232,3 @@ class Rebuild:
                         self.keys.seen(session_id), event_id, nx=True, pxat=created_ms + window_ms
                     )
                 return sum(1 for ok in await pipe.execute() if ok)
-
-    async def trim_acknowledged(self) -> int:
-        """Delete the entries acknowledged while a rebuild kept them, page by page."""
-        deleted, start = 0, "-"
-        while True:
-            with translate_redis_errors():
-                count, following = await self.scripts.trim_acked(
-                    [self.keys.events, self.keys.rebuild_flag],
-                    [WORKER_GROUP, start, self.settings.rebuild_batch_size],
-                )
-            if int(count) < 0:
-                return deleted
-            deleted += int(count)
-            if not following:
-                return deleted
-            start = following.decode()

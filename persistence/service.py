@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
+from persistence.stream import trim_acknowledged, unpersisted
 from persistence.worker import Worker
 from ranker.errors import RankerError
 from ranker.keys import Keys
@@ -55,6 +56,8 @@ async def watch_boards(
                 log.warning("boards of namespace %s are not loaded: rebuilding", settings.namespace)
                 report = await Rebuild(settings, redis, pool).run()
                 log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
+            elif not running:
+                await trim_leftovers(settings, redis, keys)
         except RebuildBusy:
             pass
         except RankerError as exc:
@@ -71,6 +74,15 @@ async def supervise(job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> 
         except Exception:
             log.exception("background job failed; restarting it in %s s", RESTART_DELAY_S)
             await pause(stop, RESTART_DELAY_S)
+
+
+async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys) -> None:
+    """Delete entries that a rebuild kept but did not get to delete (it died after its swap):
+    more entries in the stream than await persistence means some were left behind."""
+    with translate_redis_errors():
+        if await redis.xlen(keys.events) > await unpersisted(redis, keys):
+            deleted = await trim_acknowledged(redis, keys, settings.rebuild_batch_size)
+            log.info("deleted %d persisted entries a rebuild left in the stream", deleted)
 
 
 class Persistence:

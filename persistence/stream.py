@@ -10,6 +10,8 @@ from redis.exceptions import ResponseError
 
 from persistence.repository import Session
 from ranker.keys import WORKER_GROUP, Keys
+from ranker.ranking import translate_redis_errors
+from ranker.scripts import Scripts
 
 Fields = Mapping[bytes, bytes]
 StreamEntry = tuple[bytes, Fields | None]
@@ -79,3 +81,21 @@ def _as_bytes(value: object) -> bytes:
 
 def _as_int(value: object) -> int:
     return int(value) if isinstance(value, int | bytes | str) else 0
+
+
+async def trim_acknowledged(redis: Redis, keys: Keys, page_size: int) -> int:
+    """Delete the entries acknowledged while a rebuild kept them, page by page; returns how
+    many. Stops at once (returning 0) while a rebuild runs: it still needs them."""
+    trim = Scripts.register(redis).trim_acked
+    deleted, start = 0, "-"
+    while True:
+        with translate_redis_errors():
+            count, following = await trim(
+                [keys.events, keys.rebuild_flag], [WORKER_GROUP, start, page_size]
+            )
+        if int(count) < 0:
+            return deleted
+        deleted += int(count)
+        if not following:
+            return deleted
+        start = following.decode()

@@ -273,3 +273,26 @@ async def test_rebuild_command_waits_for_a_running_rebuild_or_says_it_is_busy(
     assert refused.stderr.strip() == "ranker rebuild: another rebuild of this namespace is running"
     assert waiting.returncode == 0, output
     assert "rebuilt " in output
+
+
+async def test_entries_a_dead_rebuild_kept_are_trimmed_but_never_unpersisted_ones(
+    settings: Settings, redis: Redis, pool: AsyncConnectionPool, worker: Worker, loaded: None
+) -> None:
+    from persistence.service import trim_leftovers
+    from persistence.stream import unpersisted
+
+    keys = Keys(settings.namespace)
+    ranking = Ranking(redis, settings)
+    await redis.set(keys.rebuild_flag, "died-after-its-swap", px=60_000)
+    for n in range(30):
+        await ranking.submit(SubmitRequest(user_id=1, score=1, session_id=f"k{n}"))
+    await worker.drain()  # acknowledged, but kept: the flag is set
+    await redis.delete(keys.rebuild_flag)  # the rebuild died before deleting them
+    for n in range(5):
+        await ranking.submit(SubmitRequest(user_id=2, score=1, session_id=f"u{n}"))
+    kept = await redis.xlen(keys.events)
+
+    await trim_leftovers(settings, redis, keys)
+
+    assert kept == 35
+    assert await redis.xlen(keys.events) == await unpersisted(redis, keys) == 5
