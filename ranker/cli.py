@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import signal
 import sys
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ranker`` and ``python -m ranker``."""
     args = _parser().parse_args(argv)
+    # Progress lines reach a log file or a pipe as they happen, not when the buffer fills.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         settings = Settings()
     except ValueError as exc:
