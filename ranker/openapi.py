@@ -155,6 +155,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
             }
         },
+        "/": {
+            "get": {
+                "summary": "The live leaderboard page",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
