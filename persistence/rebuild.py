@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence import repository
+from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
 from persistence.stream import generation_of, parse_entry, trim_acknowledged
 from ranker import metrics
@@ -158,20 +159,42 @@ class Rebuild:
         return members, added, subtracted, restored
 
     async def _load_board(self, conn: AsyncConnection, board: str, generation: str) -> int:
-        loaded = 0
+        """Stream one board's totals into its shadow key. PostgreSQL fetches the next batch
+        while Redis adds the previous ones: a reader task feeds the loader through a queue."""
         temp = self.keys.temp(board)
-        batches = repository.iter_board_totals(conn, board, self.settings.rebuild_batch_size)
-        async for rows in batches:
-            with translate_redis_errors():
-                await self.redis.zadd(temp, {str(user): total for user, total in rows})
-                loaded += len(rows)
-                await self._keep_flag(generation)
-        return loaded
+        batches: asyncio.Queue[list[tuple[int, int]] | None] = asyncio.Queue(maxsize=8)
+
+        async def read() -> None:
+            try:
+                async for rows in repository.iter_board_totals(
+                    conn, board, self.settings.rebuild_batch_size
+                ):
+                    await batches.put(rows)
+            finally:
+                await batches.put(None)  # the loader stops; an error is raised by ``await``
+
+        reader = asyncio.create_task(read())
+        next_extension = time.monotonic()
+        try:
+            async with bulk_loader(self.redis) as loader:
+                while (rows := await batches.get()) is not None:
+                    await loader.zadd(temp, rows)
+                    if time.monotonic() >= next_extension:
+                        # A fraction of the TTL between renewals: the flag never lapses.
+                        await self._keep_flag(generation)
+                        next_extension = time.monotonic() + self.settings.rebuild_ttl_s / 4
+            await reader  # re-raises a database error of the reader
+        finally:
+            reader.cancel()
+        await self._keep_flag(generation)
+        return loader.members
 
     async def _keep_flag(self, generation: str) -> None:
-        if not await self.scripts.rebuild_extend(
-            [self.keys.rebuild_flag], [generation, self._ttl_ms]
-        ):
+        with translate_redis_errors():
+            extended = await self.scripts.rebuild_extend(
+                [self.keys.rebuild_flag], [generation, self._ttl_ms]
+            )
+        if not extended:
             raise RankerError(f"rebuild generation {generation} lost its flag")
 
     async def _reconcile_stream(self, conn: AsyncConnection, generation: bytes) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 
 from sql import query
 
@@ -43,22 +43,46 @@ async def persist_sessions(conn: AsyncConnection, sessions: Sequence[Session]) -
         return await _persist_staged(conn)
 
 
-async def persist_random_sessions(
-    conn: AsyncConnection, count: int, players: int, modes: Sequence[str]
-) -> int:
-    """Make ``count`` random sessions server-side and persist them as submissions would be."""
-    await conn.execute(query("create_staged_sessions"))
-    params = {"count": count, "players": players, "modes": list(modes)}
-    await conn.execute(query("stage_random_sessions"), params)
-    return await _persist_staged(conn)
-
-
 async def _persist_staged(conn: AsyncConnection) -> int:
     cur = await conn.execute(query("persist_staged_sessions"))
     row = await cur.fetchone()
     assert row is not None
     added: int = row[0]
     return added
+
+
+async def insert_random_sessions(
+    conn: AsyncConnection, run: str, first: int, last: int, players: int, modes: Sequence[str]
+) -> None:
+    """Sessions ``first..last`` of seed run ``run`` (8 hex digits), made server-side."""
+    params = {"run": run, "first": first, "last": last, "players": players, "modes": list(modes)}
+    await conn.execute(query("insert_random_sessions"), params)
+
+
+async def add_run_to_board_totals(conn: AsyncConnection, run: str) -> None:
+    """Add every session of seed run ``run`` to the board totals."""
+    await conn.execute(query("add_run_to_board_totals"), {"run": run})
+
+
+async def set_bulk_memory(conn: AsyncConnection) -> None:
+    """Give the current transaction memory for bulk sorts and index builds."""
+    await conn.execute(query("set_bulk_memory"))
+
+
+async def drop_secondary_indexes(conn: AsyncConnection, tables: Sequence[str]) -> list[str]:
+    """Drop the non-primary-key indexes of ``tables``; returns their definitions, to build them
+    again with ``create_indexes`` (one sorted build is far cheaper than millions of inserts)."""
+    cur = await conn.execute(query("select_secondary_indexes"), {"tables": list(tables)})
+    found = await cur.fetchall()
+    for name, _ in found:
+        await conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return [definition for _, definition in found]
+
+
+async def create_indexes(conn: AsyncConnection, definitions: Sequence[str]) -> None:
+    """Run ``CREATE INDEX`` statements as the catalog wrote them (``pg_indexes.indexdef``)."""
+    for definition in definitions:
+        await conn.execute(sql.SQL(definition))
 
 
 async def insert_seed_players(conn: AsyncConnection, first: int, last: int) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -152,22 +153,27 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
                     if await repository.has_totals(conn):
                         print("boards are not empty: not seeding")
                         return
+            started = time.perf_counter()
             with Progress(transient=False) as bar:
                 tasks = {
                     "players": bar.add_task("players", total=args.players),
                     "sessions": bar.add_task("sessions", total=args.sessions),
+                    "totals": bar.add_task("board totals", total=1),
+                    "indexes": bar.add_task("indexes", total=1),
                 }
-                await generate(
+                seeded = await generate(
                     settings,
                     pool,
                     args.players,
                     args.sessions,
                     lambda task, done: bar.advance(tasks[task], done),
                 )
+            generated = time.perf_counter() - started
             report = await Rebuild(settings, redis, pool).run(wait_s=settings.rebuild_ttl_s)
+        phases = ", ".join(f"{name} {secs:.1f} s" for name, secs in seeded.phases_s.items())
         print(
-            f"seeded {args.players} players, {args.sessions} sessions; "
-            f"rebuilt {report.members} members in {report.duration_s:.2f} s"
+            f"seeded {args.players} players, {args.sessions} sessions in {generated:.1f} s "
+            f"({phases}); rebuilt {report.members} members in {report.duration_s:.1f} s"
         )
 
     asyncio.run(run())

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
@@ -111,7 +111,12 @@ def redis_server(
 
 
 @contextlib.contextmanager
-def postgres_server(data_dir: Path | None = None, port: int | None = None) -> Iterator[Server]:
+def postgres_server(
+    data_dir: Path | None = None,
+    port: int | None = None,
+    *,
+    server_settings: Mapping[str, str | int] | None = None,
+) -> Iterator[Server]:
     """Run a throwaway PostgreSQL server on 127.0.0.1 for the duration of the block.
 
     data_dir None: a temporary cluster (fsync off) removed on exit. With a data_dir, the cluster
@@ -120,15 +125,17 @@ def postgres_server(data_dir: Path | None = None, port: int | None = None) -> It
     the `postgres` system user (PostgreSQL refuses root); without that user the local methods
     are skipped. Role `postgres`, no password (trust). Raises ServiceUnavailable listing every
     method tried. The server is stopped on exit, also when the block raises.
+    ``server_settings`` are passed to the server as ``--name=value`` (a benchmark's memory).
     """
+    extra = dict(server_settings or {})
 
     def start(method: str) -> contextlib.AbstractContextManager[Server]:
         if method == "docker":
             from ranker.devservers_docker import container
 
-            return container("postgres", data_dir, port, True)
+            return container("postgres", data_dir, port, True, extra)
         bindir, how = _pg_bindir(method)
-        return _pg_cluster(bindir, how, data_dir, port)
+        return _pg_cluster(bindir, how, data_dir, port, extra)
 
     with _first_available("postgres", start) as server:
         yield server
@@ -383,7 +390,9 @@ def _pg_init(bindir: Path, run_as: list[str], pgdata: Path, *, fast: bool) -> No
 
 
 @contextlib.contextmanager
-def _pg_cluster(bindir: Path, how: str, data: Path | None, port: int | None) -> Iterator[Server]:
+def _pg_cluster(
+    bindir: Path, how: str, data: Path | None, port: int | None, extra: Mapping[str, str | int]
+) -> Iterator[Server]:
     """initdb when needed, `pg_ctl -w start`, and `pg_ctl -m fast stop` on exit."""
     run_as = _pg_run_as()
     with _pg_dirs(data, run_as) as (pgdata, sockets, temporary):
@@ -391,6 +400,7 @@ def _pg_cluster(bindir: Path, how: str, data: Path | None, port: int | None) -> 
         port = port or free_port()  # picked after initdb: a shorter window for a port race
         settings = {"listen_addresses": "127.0.0.1", "port": port, "max_connections": 200}
         settings |= {"unix_socket_directories": sockets, **(_PG_FAST if temporary else {})}
+        settings |= extra
         # pg_ctl hands -o to /bin/sh: each option is quoted.
         options = " ".join(shlex.quote(f"--{key}={value}") for key, value in settings.items())
         pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(pgdata)]

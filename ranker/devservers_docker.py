@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psycopg
@@ -24,7 +24,11 @@ from ranker.devservers import _Skip as Skip
 
 @contextlib.contextmanager
 def container(
-    kind: str, data_dir: Path | None, port: int | None, appendonly: bool
+    kind: str,
+    data_dir: Path | None,
+    port: int | None,
+    appendonly: bool,
+    server_settings: Mapping[str, str | int] | None = None,
 ) -> Iterator[Server]:
     """redis:7 or postgres:N in a container published on 127.0.0.1 only; data_dir is mounted.
 
@@ -42,6 +46,7 @@ def container(
     except Exception as exc:  # docker-py raises several kinds when no engine answers
         raise Skip(f"no Docker engine answers ({type(exc).__name__})") from exc
     image, inner_port, command, env, mount = _spec(kind, data_dir, appendonly)
+    command += [f"--{key}={value}" for key, value in (server_settings or {}).items()]
     container = DockerContainer(image, command=command, env=env)
     if data_dir is not None:
         container.with_volume_mapping(str(data_dir.resolve()), mount, "rw")

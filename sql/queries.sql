@@ -61,15 +61,47 @@ WITH inserted AS (
 )
 SELECT count(*) AS sessions_added FROM inserted;
 
--- name: stage_random_sessions
--- Demo data made server-side: %(count)s sessions of random players 1..%(players)s, scores
--- 1..10000, game modes drawn from %(modes)s, dates within the past year.
-INSERT INTO staged_sessions (event_id, session_id, user_id, score, game_mode, created_at)
-SELECT gen_random_uuid(), 'seed-' || md5(random()::text),
+-- name: insert_random_sessions
+-- Demo data made server-side: sessions %(first)s..%(last)s of seed run %(run)s (8 hex digits),
+-- random players 1..%(players)s, scores 1..10000, game modes drawn from %(modes)s, dates within
+-- the past year. Event ids are the run followed by the session's number: ordered, so the
+-- primary key grows at its end, and never equal to an API's (random, version 4) event id.
+INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at)
+SELECT (%(run)s || lpad(to_hex(g), 24, '0'))::uuid, 'seed-' || %(run)s || '-' || g,
        1 + floor(random() * %(players)s)::bigint, 1 + floor(random() * 10000)::bigint,
        (%(modes)s::text[])[1 + floor(random() * cardinality(%(modes)s::text[]))::int],
        now() - random() * interval '365 days'
-FROM generate_series(1, %(count)s);
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g;
+
+-- name: add_run_to_board_totals
+-- Adds the sessions of one seed run to the totals: per mode first, then the global board as
+-- the sum of a player's modes (one pass over the sessions instead of two).
+WITH per_mode AS (
+    SELECT user_id, game_mode, sum(score)::bigint AS points
+    FROM game_sessions
+    WHERE event_id BETWEEN (%(run)s || '000000000000000000000000')::uuid
+                       AND (%(run)s || 'ffffffffffffffffffffffff')::uuid
+    GROUP BY user_id, game_mode
+)
+INSERT INTO board_totals AS t (board, user_id, total_score, updated_at)
+SELECT 'mode:' || game_mode, user_id, points, now() FROM per_mode
+UNION ALL
+SELECT 'global', user_id, sum(points)::bigint, now() FROM per_mode GROUP BY user_id
+ON CONFLICT (board, user_id)
+DO UPDATE SET total_score = t.total_score + excluded.total_score, updated_at = excluded.updated_at;
+
+-- name: set_bulk_memory
+-- Memory for one bulk transaction's sorts, aggregates and index builds (seed only).
+SELECT set_config('work_mem', '256MB', true), set_config('maintenance_work_mem', '512MB', true);
+
+-- name: select_secondary_indexes
+-- The indexes of the given tables other than their primary keys, with their definitions.
+SELECT i.indexname, i.indexdef
+FROM pg_indexes AS i
+JOIN pg_class AS c ON c.relname = i.indexname
+JOIN pg_index AS x ON x.indexrelid = c.oid
+WHERE i.schemaname = current_schema() AND i.tablename = ANY(%(tables)s::text[])
+  AND NOT x.indisprimary;
 
 -- name: insert_seed_players
 INSERT INTO players (user_id, username)

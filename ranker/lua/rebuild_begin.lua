@@ -11,7 +11,7 @@ end
 -- Clearing stale shadows and setting the flag in one call: a submission can land in a delta
 -- key only once the flag is set, so nothing it adds is cleared here.
 for i = 2, #KEYS do
-    redis.call('DEL', KEYS[i])
+    redis.call('UNLINK', KEYS[i])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1

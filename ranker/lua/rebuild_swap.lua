@@ -27,12 +27,13 @@ for i = 3, #KEYS, 3 do
         end
         start = start + chunk
     end
+    -- UNLINK frees the old board in the background: RENAME over it, or DEL, would free a
+    -- million members inside this call and stall every client meanwhile.
+    redis.call('UNLINK', live)
     if redis.call('EXISTS', temp) == 1 then
         redis.call('RENAME', temp, live)
-    else
-        redis.call('DEL', live)
     end
-    redis.call('DEL', delta)
+    redis.call('UNLINK', delta)
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1])
