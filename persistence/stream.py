@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -99,3 +100,27 @@ async def trim_acknowledged(redis: Redis, keys: Keys, page_size: int) -> int:
         if not following:
             return deleted
         start = following.decode()
+
+
+def _id_ms(entry_id: object) -> int:
+    return int(_as_bytes(entry_id).split(b"-")[0])
+
+
+async def lag_s(redis: Redis, keys: Keys) -> float:
+    """Age of the oldest entry not yet persisted (pending, or not yet read), by Redis's clock;
+    0 when none waits. Entries kept by a rebuild after they were persisted do not count."""
+    group = await group_info(redis, keys)
+    oldest: list[int] = []
+    after = b"-"  # no group yet: every entry waits
+    if group is not None:
+        summary: Any = await redis.xpending(keys.events, WORKER_GROUP)
+        if summary and summary.get("min"):
+            oldest.append(_id_ms(summary["min"]))
+        after = b"(" + _as_bytes(group.get("last-delivered-id") or b"0-0")
+    unread: Any = await redis.xrange(keys.events, min=after, max="+", count=1)
+    if unread:
+        oldest.append(_id_ms(unread[0][0]))
+    if not oldest:
+        return 0.0
+    seconds, micros = await redis.time()
+    return max(0.0, seconds + micros / 1e6 - min(oldest) / 1000)

@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from persistence.database import translate_db_errors
 from persistence.repository import Session, persist_sessions
-from persistence.stream import StreamEntry, ensure_group, parse_entry
+from persistence.stream import StreamEntry, ensure_group, lag_s, parse_entry, unpersisted
 from ranker import metrics
 from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
@@ -33,6 +33,8 @@ from ranker.scripts import Scripts
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker.worker")
+#: How often a running worker samples the backlog and its lag for the metrics.
+SAMPLE_INTERVAL_S = 1.0
 
 
 def consumer_name() -> str:
@@ -67,8 +69,18 @@ class Worker:
         """Persist batches until ``stop`` is set; outages of Redis or PostgreSQL are waited out
         with backoff, and the batch in hand is committed and acknowledged before returning."""
         await self._with_retries(lambda: ensure_group(self.redis, self.keys), stop)
+        next_sample = 0.0
         while not stop.is_set():
             await self._with_retries(lambda: self.step(self.settings.worker_block_ms), stop)
+            if time.monotonic() >= next_sample:
+                next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+                await self._with_retries(self.sample, stop)
+
+    async def sample(self) -> None:
+        """Set the backlog and lag gauges (what ``/metrics`` tells operators of write-behind)."""
+        with translate_redis_errors():
+            metrics.backlog.set(await unpersisted(self.redis, self.keys))
+            metrics.worker_lag.set(await lag_s(self.redis, self.keys))
 
     async def drain(self, idle_steps: int = 1) -> int:
         """Persist until a step finds nothing; returns the number of entries handled."""

@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--players", type=int, default=10_000)
     seed.add_argument("--sessions", type=int, default=50_000)
     seed.add_argument("--if-empty", action="store_true", help="only when no board has a member")
+    loadgen = sub.add_parser(
+        "loadgen",
+        help="drive a running ranker over HTTP (python -m loadgen --help)",
+        add_help=False,
+    )
+    loadgen.add_argument("options", nargs=argparse.REMAINDER)
     dev = sub.add_parser("dev", help="local Redis + PostgreSQL under .ranker/, demo data, API")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
@@ -63,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ranker`` and ``python -m ranker``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["loadgen"]:
+        # The load generator parses its own options; it needs none of ranker's settings.
+        from loadgen.cli import main as loadgen_main
+
+        return loadgen_main(argv[1:])
     args = _parser().parse_args(argv)
     # Progress lines reach a log file or a pipe as they happen, not when the buffer fills.
     if isinstance(sys.stdout, io.TextIOWrapper):

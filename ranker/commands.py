@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -40,10 +41,14 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API (and, unless ``--no-worker``, the worker and the rebuild watchdog)."""
     import uvicorn
 
+    from ranker.metrics import MULTIPROC_ENV as metrics_dir_env
     from ranker.serve import NO_WORKER_ENV
 
     if args.no_worker:
         os.environ[NO_WORKER_ENV] = "1"
+    if args.workers > 1 and not os.environ.get(metrics_dir_env):
+        # Each API process writes its metrics to this directory; /metrics adds them up.
+        os.environ[metrics_dir_env] = tempfile.mkdtemp(prefix="ranker-metrics-")
     uvicorn.run(
         "ranker.serve:app",
         factory=True,

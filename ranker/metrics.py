@@ -1,27 +1,51 @@
 """Every Prometheus metric of ranker, defined once. Names follow Prometheus conventions: the unit
-is the last word of the name and counters end in ``_total``."""
+is the last word of the name and counters end in ``_total``.
+
+With ``ranker serve --workers N`` (N > 1) the processes share ``PROMETHEUS_MULTIPROC_DIR`` and
+``/metrics`` aggregates them (prometheus-client's multiprocess mode): gauges then report the
+most recent value any process set.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
 
-_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-http_requests = Counter(
-    "ranker_http_requests_total", "HTTP requests answered.", ["route", "method", "status"]
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
 )
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
 http_request_duration = Histogram(
     "ranker_http_request_duration_seconds",
-    "Time to answer an HTTP request.",
-    ["route", "method"],
+    "Time to answer an HTTP request (its _count is the number of requests).",
+    ["route", "method", "status"],
     buckets=_LATENCY_BUCKETS_S,
 )
 submissions = Counter(
     "ranker_submissions_total",
-    "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full.",
+    "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full, error.",
     ["outcome"],
 )
-backlog = Gauge("ranker_backlog_events", "Accepted submissions not yet persisted to PostgreSQL.")
+backlog = Gauge(
+    "ranker_backlog_events",
+    "Accepted submissions not yet persisted to PostgreSQL.",
+    multiprocess_mode="mostrecent",
+)
+worker_lag = Gauge(
+    "ranker_worker_lag_seconds",
+    "Age of the oldest accepted submission not yet persisted (0 when none waits).",
+    multiprocess_mode="mostrecent",
+)
 redis_errors = Counter("ranker_redis_errors_total", "Redis calls that failed.")
 database_errors = Counter("ranker_database_errors_total", "PostgreSQL transactions that failed.")
 persisted_events = Counter(
@@ -43,5 +67,17 @@ rebuild_duration = Histogram(
     buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 rebuild_members = Gauge(
-    "ranker_rebuild_members_loaded", "Members loaded into the boards by the last rebuild."
+    "ranker_rebuild_members_loaded",
+    "Members loaded into the boards by the last rebuild.",
+    multiprocess_mode="mostrecent",
 )
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text of ``/metrics`` and its content type: this process's metrics, or every API
+    process's when they share a multiprocess directory."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from redis import exceptions as redis_errors
 
+from ranker import metrics
 from ranker.errors import BacklogFull, NotFound, NotReady, RedisUnavailable
 from ranker.keys import Keys
 from ranker.models import Entry, Standing, SubmitRequest, SubmitResponse
@@ -70,8 +71,10 @@ def translate_redis_errors() -> Iterator[None]:
     try:
         yield
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        metrics.redis_errors.inc()
         raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
     except redis_errors.ResponseError as exc:
+        metrics.redis_errors.inc()
         if str(exc).startswith(_TRANSIENT_REPLIES):
             raise RedisUnavailable(f"Redis cannot serve now: {exc}") from exc
         raise

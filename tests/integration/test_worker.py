@@ -122,3 +122,25 @@ async def test_postgres_down_for_a_while_loses_nothing(
             await running
             assert await count_sessions(pool) == 350
             assert (await Verifier(settings, redis, pool).run()).ok
+
+
+async def test_lag_and_backlog_are_measured_for_the_metrics(
+    settings: Settings, redis: Redis, pool: AsyncConnectionPool, worker: Worker, loaded: None
+) -> None:
+    from persistence.stream import lag_s
+    from ranker import metrics
+
+    keys = Keys(settings.namespace)
+    await submit_many(Ranking(redis, settings), 20)
+
+    async def aged() -> bool:
+        return await lag_s(redis, keys) > 0.05
+
+    await wait_for(aged, 5, "the oldest waiting submission to age")
+    await worker.sample()
+    waiting = (metrics.backlog._value.get(), metrics.worker_lag._value.get())
+    await worker.drain()
+    await worker.sample()
+
+    assert waiting[0] == 20 and waiting[1] > 0.05
+    assert (metrics.backlog._value.get(), metrics.worker_lag._value.get()) == (0, 0)

@@ -1,0 +1,93 @@
+"""loadgen against a real ``ranker serve``: every workload runs clean for about a second.
+
+Smoke tests only: they assert that requests were sent, answered without errors and reported;
+never how fast the service was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from loadgen.plot import write_plot
+from loadgen.runner import LoadConfig, LoadResult, run_load
+from tests.fixtures.ranker import ROOT, Processes
+
+PLAYERS = 40
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def smoke(url: str, workload: str, rate: float | None = 200.0, connections: int = 0) -> LoadConfig:
+    """About a second of ``workload`` (0.2 s of it warm-up) on a small set of players."""
+    return LoadConfig(
+        url=url,
+        workload=workload,
+        rate=rate,
+        connections=connections,
+        duration_s=0.8,
+        warmup_s=0.2,
+        players=PLAYERS,
+        seed=3,
+    )
+
+
+def assert_clean(result: LoadResult) -> None:
+    assert result.count > 0, result
+    assert result.errors == {} and result.dropped == 0, result
+    assert result.achieved_rate > 0
+    assert result.latency_ms["max"] > 0
+
+
+async def test_every_workload_runs_clean_against_ranker(
+    processes: Processes, loaded: None, tmp_path: Path
+) -> None:
+    url, _ = await processes.serve()
+    # Scores first, so that rank and around mostly find their players (a 404 is fine too).
+    seeded = await run_load(smoke(url, "submit"))
+    assert_clean(seeded)
+    assert seeded.ok == seeded.count
+
+    results = {name: await run_load(smoke(url, name)) for name in ("rank", "top", "around")}
+    results["mix"] = await run_load(smoke(url, "mix"))
+    results["closed"] = await run_load(smoke(url, "submit", rate=None, connections=4))
+
+    for result in results.values():
+        assert_clean(result)
+    assert results["rank"].ok > 0 and results["around"].ok > 0
+    assert set(results["mix"].kind_counts) == {"submit", "top", "rank"}
+    assert results["closed"].mode == "closed" and results["closed"].send_lag_ms == {}
+    out = tmp_path / "mix.json"
+    out.write_text(json.dumps(results["mix"].to_dict()))
+    assert json.loads(out.read_text())["count"] == results["mix"].count
+    write_plot(results["mix"], tmp_path / "mix.png")
+    assert (tmp_path / "mix.png").read_bytes().startswith(PNG_MAGIC)
+
+
+async def test_the_command_reports_and_exits_0_against_ranker(
+    processes: Processes, loaded: None, tmp_path: Path
+) -> None:
+    url, _ = await processes.serve()
+    out, png = tmp_path / "result.json", tmp_path / "result.png"
+    argv = ["--url", url, "--workload", "mix", "--rate", "200", "--duration", "1"]
+    argv += ["--warmup", "0.2", "--players", str(PLAYERS), "--json", str(out), "--plot", str(png)]
+
+    # The service is another process: blocking this test's event loop while the command runs
+    # stalls nothing that matters.
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", *argv],
+        env=dict(os.environ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "loadgen: mix, open loop at 200 req/s" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["count"] > 0 and result["errors"] == {} and result["achieved_rate"] > 0
+    assert png.stat().st_size > 0 and png.read_bytes().startswith(PNG_MAGIC)
