@@ -4,6 +4,7 @@ write-behind worker and the rebuild watchdog, on their own Redis client and Post
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import trim_acknowledged, unpersisted
-from persistence.worker import Worker
+from persistence.worker import Worker, consumer_name
 from ranker.errors import RankerError
 from ranker.keys import Keys
 from ranker.ranking import translate_redis_errors
@@ -85,6 +86,16 @@ async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys) -> None:
             log.info("deleted %d persisted entries a rebuild left in the stream", deleted)
 
 
+def workers(settings: Settings, redis: Redis, pool: AsyncConnectionPool) -> list[Worker]:
+    """``worker_concurrency`` consumers: while one waits for its COMMIT, another reads and
+    sends the next batch (PostgreSQL runs their transactions on separate cores)."""
+    base = consumer_name()
+    return [
+        Worker(settings, redis, pool, consumer=f"{base}-{n}")
+        for n in range(settings.worker_concurrency)
+    ]
+
+
 class Persistence:
     """The worker and the watchdog as one background service of the API process."""
 
@@ -102,7 +113,10 @@ class Persistence:
             async with pool_for(self.settings, wait=False) as pool:
                 jobs: list[Callable[[], Awaitable[None]]] = []
                 if self.worker:
-                    jobs.append(lambda: Worker(self.settings, redis, pool).run(stop))
+                    jobs.extend(
+                        functools.partial(worker.run, stop)
+                        for worker in workers(self.settings, redis, pool)
+                    )
                 if self.watchdog:
                     jobs.append(lambda: watch_boards(self.settings, redis, pool, stop))
                 await asyncio.gather(*(supervise(job, stop) for job in jobs))

@@ -64,13 +64,13 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Persist the stream until SIGTERM/SIGINT (or, with ``--burst``, until it is drained)."""
-    from persistence.service import Persistence
-    from persistence.worker import Worker
+    from persistence.service import Persistence, workers
 
     async def run(stop: asyncio.Event) -> int:
         if args.burst:
             async with _connections(settings) as (redis, pool):
-                handled = await Worker(settings, redis, pool).drain()
+                drained = await asyncio.gather(*(w.drain() for w in workers(settings, redis, pool)))
+                handled = sum(drained)
             print(f"persisted {handled} events")
             return 0
         await Persistence(settings).run(stop)

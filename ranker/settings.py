@@ -68,7 +68,10 @@ class Settings(BaseSettings):
     )
     pg_pool_max: int = Field(default=8, ge=1, description="PostgreSQL connections per process.")
     worker_batch_size: int = Field(
-        default=1_000, ge=1, description="Events per write-behind transaction (at most)."
+        default=5_000, ge=1, description="Events per write-behind transaction (at most)."
+    )
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=32, description="Write-behind transactions in flight per process."
     )
     worker_block_ms: int = Field(
         default=500, ge=1, description="How long the worker waits for new events per read."

@@ -47,3 +47,13 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, env: dict
 
     with pytest.raises((ValidationError, ValueError)):
         Settings()
+
+
+def test_the_readme_documents_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        assert f"| `RANKER_{name.upper()}` | `{shown}` |" in readme, name

@@ -1,0 +1,1 @@
+"""``make bench``: ranker measured beside its floor and beside the design it replaces."""
