@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-unit test-integration test-slow lint format up down clean
+.PHONY: run test test-unit test-integration test-slow lint format bench bench-quick up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test-integration: $(STAMP)
 ## test-slow: the long variants (marked slow)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+## bench: 1M players / 5M sessions on a fresh local stack; writes BENCHMARKS.md and benchmarks/
+bench: $(STAMP)
+	$(BIN)/python -m loadgen.bench
+
+## bench-quick: the same at 100k players / 500k sessions, into benchmarks/quick/
+bench-quick: $(STAMP)
+	$(BIN)/python -m loadgen.bench --quick --out benchmarks/quick --markdown benchmarks/quick/BENCHMARKS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

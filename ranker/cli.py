@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--players", type=int, default=10_000)
     seed.add_argument("--sessions", type=int, default=50_000)
     seed.add_argument("--if-empty", action="store_true", help="only when no board has a member")
+    for command in (seed, rebuild):
+        command.add_argument("--json", action="store_true", help="print the report as JSON")
     loadgen = sub.add_parser(
         "loadgen",
         help="drive a running ranker over HTTP (python -m loadgen --help)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -105,6 +107,9 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> None:
         async with _connections(settings) as (redis, pool):
             report = await Rebuild(settings, redis, pool).run(wait_s=args.wait_s)
+        if args.json:
+            print(json.dumps(dataclasses.asdict(report)))
+            return
         print(
             f"rebuilt {report.members} members of {len(settings.boards)} boards in "
             f"{report.duration_s:.2f} s (stream: +{report.stream_added} "
@@ -159,7 +164,7 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
                         print("boards are not empty: not seeding")
                         return
             started = time.perf_counter()
-            with Progress(transient=False) as bar:
+            with Progress(transient=False, disable=args.json) as bar:
                 tasks = {
                     "players": bar.add_task("players", total=args.players),
                     "sessions": bar.add_task("sessions", total=args.sessions),
@@ -175,6 +180,16 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
                 )
             generated = time.perf_counter() - started
             report = await Rebuild(settings, redis, pool).run(wait_s=settings.rebuild_ttl_s)
+        if args.json:
+            summary = {
+                "players": args.players,
+                "sessions": args.sessions,
+                "generate_s": generated,
+                "phases_s": seeded.phases_s,
+                "rebuild": dataclasses.asdict(report),
+            }
+            print(json.dumps(summary))
+            return
         phases = ", ".join(f"{name} {secs:.1f} s" for name, secs in seeded.phases_s.items())
         print(
             f"seeded {args.players} players, {args.sessions} sessions in {generated:.1f} s "
@@ -204,7 +219,7 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
 def _seed_if_empty(args: argparse.Namespace) -> Callable[[argparse.Namespace, Settings], int]:
     def step(_: argparse.Namespace, settings: Settings) -> int:
         seed_args = argparse.Namespace(
-            players=args.players, sessions=args.players * 5, if_empty=True
+            players=args.players, sessions=args.players * 5, if_empty=True, json=False
         )
         return seed(seed_args, settings)
 

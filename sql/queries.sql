@@ -153,3 +153,12 @@ LIMIT %(limit)s;
 -- request: the reference for rank semantics (tests) and the naive baseline (benchmarks).
 SELECT user_id, total_score, RANK() OVER (ORDER BY total_score DESC) AS rank
 FROM board_totals WHERE board = %(board)s;
+
+-- name: select_rank_by_window
+-- The original service's rank lookup: a window function over the whole board for one player,
+-- O(n) per call. Only the benchmark runs it, as the baseline ranker replaces.
+SELECT rank FROM (
+    SELECT user_id, RANK() OVER (ORDER BY total_score DESC) AS rank
+    FROM board_totals WHERE board = %(board)s
+) AS ranked
+WHERE user_id = %(user_id)s;

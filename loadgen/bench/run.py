@@ -1,0 +1,227 @@
+"""The phases of ``make bench``, in order, on one fresh local stack; every figure goes into one
+dict that ``report`` turns into BENCHMARKS.md, a JSON file and plots."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from loadgen.bench import measure
+from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
+from loadgen.runner import LoadConfig, run_load
+from ranker.keys import Keys
+from ranker.settings import Settings
+
+WORKLOADS = ("rank", "top", "submit", "mix")
+LAG_RATE = 1_000  # the submit rate at which the worker's lag is sampled
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How big and how long: the full run (1M players) or --quick (100k)."""
+
+    players: int
+    sessions: int
+    rates: tuple[int, ...]
+    duration_s: float
+    warmup_s: float
+    connections: int  # closed loop: maximum throughput
+    open_connections: int  # open loop: the most connections the generator may open
+    drain_events: int
+    naive_s: float
+
+
+def run(config: BenchConfig) -> dict[str, Any]:
+    """Every phase, timed, on a fresh stack; returns all figures."""
+    results: dict[str, Any] = {"config": asdict(config), "machine": machine()}
+    with local_stack() as stack:
+        settings = Settings(redis_url=stack.redis_url, database_url=stack.database_url)
+        ranker_command(stack, "migrate")
+        phase("seed")
+        started = time.perf_counter()
+        results["seed"] = ranker_command(
+            stack,
+            "seed",
+            "--players",
+            str(config.players),
+            "--sessions",
+            str(config.sessions),
+            "--json",
+        )
+        results["seed"]["total_s"] = time.perf_counter() - started
+        phase("rebuild and its floor")
+        results["rebuild"] = ranker_command(stack, "rebuild", "--json")
+        results["rebuild_floor"] = asyncio.run(measure.rebuild_floor(settings))
+        results["memory"] = asyncio.run(measure.memory(settings))
+        results["http"] = http_phase(stack, settings, config)
+        results["floor"] = floor_phase(stack, settings, config)
+        phase("naive design: RANK() OVER per lookup")
+        results["naive"] = asyncio.run(measure.naive_rank(settings, config.players, config.naive_s))
+        results["drain"] = drain_phase(stack, settings, config)
+        phase("verify")
+        results["verify"] = ranker_command(stack, "verify", "--wait-s", "120").strip()
+    return results
+
+
+def phase(name: str) -> None:
+    """Say which phase runs (the full benchmark takes minutes)."""
+    print(f"== {name}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import os
+
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "redis_server": redis_version,
+    }
+
+
+def load(service: Service, config: LoadConfig, warmup_s: float) -> dict[str, Any]:
+    """One load run after a warm-up run, with the service's CPU time per request."""
+    if warmup_s > 0:
+        asyncio.run(run_load(_replace(config, duration_s=warmup_s)))
+    before = service.cpu_s()
+    result = asyncio.run(run_load(config))
+    spent = service.cpu_s() - before
+    figures = result.to_dict()
+    figures["service_cpu_ms_per_request"] = spent * 1000 / result.count if result.count else None
+    return figures
+
+
+def _replace(config: LoadConfig, **changes: Any) -> LoadConfig:
+    return LoadConfig(**(asdict(config) | {"warmup_s": 0.0} | changes))
+
+
+def http_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """Each workload at each fixed rate (open loop), then at its maximum (closed loop), on
+    one ``ranker serve`` (API and worker in one process, as deployed by default)."""
+    service = Service.ranker(stack)
+    figures: dict[str, Any] = {}
+    try:
+        for workload in WORKLOADS:
+            figures[workload] = {}
+            for rate in config.rates:
+                phase(f"{workload} at {rate} req/s")
+                base = LoadConfig(
+                    url=service.url,
+                    workload=workload,
+                    rate=rate,
+                    connections=config.open_connections,
+                    duration_s=config.duration_s,
+                    warmup_s=0.0,
+                    players=config.players,
+                    seed=rate,
+                )
+                if workload == "submit" and rate == LAG_RATE:
+                    figures[workload][str(rate)] = load_with_lag(service, settings, base, config)
+                else:
+                    figures[workload][str(rate)] = load(service, base, config.warmup_s)
+            phase(f"{workload} at its maximum")
+            closed = LoadConfig(
+                url=service.url,
+                workload=workload,
+                connections=config.connections,
+                duration_s=config.duration_s,
+                warmup_s=0.0,
+                players=config.players,
+                seed=1,
+            )
+            figures[workload]["max"] = load(service, closed, config.warmup_s)
+    finally:
+        service.stop()
+    return figures
+
+
+def load_with_lag(
+    service: Service, settings: Settings, base: LoadConfig, config: BenchConfig
+) -> dict[str, Any]:
+    """A submit run during which the worker's lag is sampled every 100 ms."""
+    asyncio.run(run_load(_replace(base, duration_s=config.warmup_s)))
+
+    async def both() -> tuple[Any, list[tuple[float, float]]]:
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(measure.sample_lag(settings, stop))
+        try:
+            return await run_load(base), await _stop(sampler, stop)
+        finally:
+            stop.set()
+
+    before = service.cpu_s()
+    result, lag = asyncio.run(both())
+    figures: dict[str, Any] = result.to_dict()
+    figures["service_cpu_ms_per_request"] = (service.cpu_s() - before) * 1000 / max(result.count, 1)
+    lags = sorted(seconds for _, seconds in lag)
+    figures["worker_lag_s"] = {
+        "samples": lag,
+        "p50": lags[len(lags) // 2] if lags else 0.0,
+        "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0,
+        "max": lags[-1] if lags else 0.0,
+    }
+    return figures
+
+
+async def _stop(
+    sampler: asyncio.Task[list[tuple[float, float]]], stop: asyncio.Event
+) -> list[tuple[float, float]]:
+    stop.set()
+    return await sampler
+
+
+def floor_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """The floor app's maximum throughput for rank and top, on the same Redis."""
+    service = Service.floor(stack, Keys(settings.namespace).board("global"))
+    figures = {}
+    try:
+        for workload in ("rank", "top"):
+            phase(f"floor app: {workload} at its maximum")
+            closed = LoadConfig(
+                url=service.url,
+                workload=workload,
+                connections=config.connections,
+                duration_s=config.duration_s,
+                warmup_s=0.0,
+                players=config.players,
+                seed=1,
+            )
+            figures[workload] = load(service, closed, config.warmup_s)
+    finally:
+        service.stop()
+    return figures
+
+
+def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """A backlog of ``drain_events`` accepted with no worker running, then one ``ranker
+    worker`` process (default concurrency) persisting it."""
+    phase(f"write-behind: backlog of {config.drain_events} events")
+    backlog_s = asyncio.run(measure.make_backlog(settings, config.drain_events, config.players))
+    phase("write-behind: drain")
+    since = time.perf_counter()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ranker", "worker"],
+        env=stack.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        drained = asyncio.run(measure.wait_drained(settings, since, timeout_s=600))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return {
+        "backlog_made_s": backlog_s,
+        **drained,
+        "batch_size": settings.worker_batch_size,
+        "concurrency": settings.worker_concurrency,
+    }

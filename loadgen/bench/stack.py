@@ -1,0 +1,142 @@
+"""The benchmark's stack: fresh local Redis and PostgreSQL, and ranker (or the floor app) as
+separate processes whose CPU time is measured."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ranker import devservers
+from ranker.devenv import ensure_database
+
+#: PostgreSQL memory and WAL sized for a million players on this machine (a throwaway cluster:
+#: the benchmark measures ranker, not checkpoints of a 128 MB default buffer pool).
+BENCH_POSTGRES: Mapping[str, str | int] = {
+    "shared_buffers": "2GB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "1h",
+    "wal_level": "minimal",
+    "max_wal_senders": 0,
+}
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the servers are, as the environment of a ranker process."""
+
+    redis_url: str
+    database_url: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a ranker process on this stack."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RANKER_")}
+        env |= {"RANKER_REDIS_URL": self.redis_url, "RANKER_DATABASE_URL": self.database_url}
+        return env | {"RANKER_LOG_LEVEL": "warning", **extra}
+
+
+@contextlib.contextmanager
+def local_stack() -> Iterator[Stack]:
+    """Fresh throwaway Redis and PostgreSQL servers, stopped on exit."""
+    with (
+        devservers.redis_server() as redis,
+        devservers.postgres_server(server_settings=BENCH_POSTGRES) as postgres,
+    ):
+        yield Stack(redis.url, ensure_database(postgres.url, "ranker"))
+
+
+def ranker_command(stack: Stack, *args: str) -> Any:
+    """Run ``ranker <args> --json`` (or a command without JSON) and return its parsed output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ranker", *args],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"ranker {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+class Service:
+    """An HTTP service in its own process: started, waited for, measured, stopped."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], port: int, ready: str) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = Path(f"/tmp/ranker-bench-{port}.log")
+        with self._log.open("wb") as log:
+            self.process = subprocess.Popen(argv, env=dict(env), stdout=log, stderr=log)
+        self._wait(ready)
+        self._ps = psutil.Process(self.process.pid)
+
+    @classmethod
+    def ranker(cls, stack: Stack, *args: str, **env: str) -> Service:
+        """``ranker serve`` on a free port, once its boards are loaded."""
+        port = devservers.free_port()
+        argv = [sys.executable, "-m", "ranker", "serve", "--port", str(port), *args]
+        return cls(argv, stack.env(**env), port, "/readyz")
+
+    @classmethod
+    def floor(cls, stack: Stack, board_key: str) -> Service:
+        """The floor app on the same uvicorn settings, on the same Redis."""
+        port = devservers.free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "loadgen.bench.floor:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        env = stack.env(FLOOR_REDIS_URL=stack.redis_url, FLOOR_BOARD=board_key)
+        return cls(argv, env, port, "/api/leaderboard/top")
+
+    def _wait(self, path: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.url} exited: {self._log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.url}{path} did not answer 200 in {READY_TIMEOUT_S} s")
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system) the service's processes have used so far."""
+        processes = [self._ps, *self._ps.children(recursive=True)]
+        total = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), then wait."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
