@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     report.write(results, args.out, args.markdown, args.notes)
     rows = report.verdicts(results)
     for name, value, bound, verdict in rows:
-        print(f"{verdict:6}  {name}: {value:,.2f} ({bound})")
+        print(f"{verdict:12}  {name}: {value:,.2f} ({bound})")
     print(f"wrote {args.markdown} and {args.out}/results.json")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,12 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, float, str, str]]:
     """(target, measured, bound as text, met/missed) for every target."""
     rows = []
     for name, unit, read, op, bound in TARGETS:
-        value = read(results)
+        try:
+            value = read(results)
+        except (KeyError, ZeroDivisionError):
+            # A run with other rates (--rates) or a tiny smoke run has no such figure.
+            rows.append((name, math.nan, f"{op} {bound:,} {unit}", "not measured"))
+            continue
         met = value <= bound if op == "<=" else value >= bound
         rows.append((name, value, f"{op} {bound:,} {unit}", "met" if met else "MISSED"))
     return rows
@@ -113,7 +119,9 @@ def _markdown(r: dict[str, Any], plots: list[Path]) -> str:
         "| target | measured | bound | |",
         "| --- | ---: | --- | --- |",
     ]
-    lines += [f"| {n} | {_fmt(v)} | {b} | {m} |" for n, v, b, m in verdicts(r)]
+    lines += [
+        f"| {n} | {'-' if math.isnan(v) else _fmt(v)} | {b} | {m} |" for n, v, b, m in verdicts(r)
+    ]
     lines += _seed_section(r) + _http_section(r) + _drain_section(r)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p})" for p in plots]
     lines += ["", f"Consistency after the run: `ranker verify` said `{r['verify']}`.", ""]
@@ -182,17 +190,22 @@ def _http_section(r: dict[str, Any]) -> list[str]:
 
 
 def _drain_section(r: dict[str, Any]) -> list[str]:
-    d, lag = r["drain"], r["http"]["submit"][str(LAG_RATE)]["worker_lag_s"]
-    return [
+    d = r["drain"]
+    lag = r["http"]["submit"].get(str(LAG_RATE), {}).get("worker_lag_s")
+    lines = [
         "",
         "## Write-behind",
         "",
         f"- drain of a backlog of {d['events']:,} events by one `ranker worker` "
         f"(concurrency {d['concurrency']}, batches of up to {d['batch_size']:,}): "
         f"{d['rate']:,.0f} events/s",
-        f"- worker lag while `submit` runs at {LAG_RATE:,} req/s: p50 {lag['p50']:.3f} s, "
-        f"p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s",
     ]
+    if lag:
+        lines.append(
+            f"- worker lag while `submit` runs at {LAG_RATE:,} req/s: p50 {lag['p50']:.3f} s, "
+            f"p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s"
+        )
+    return lines
 
 
 def _plots(r: dict[str, Any], out: Path) -> list[Path]:
@@ -234,7 +247,8 @@ def _plots(r: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
 
     lag = out / "worker-lag.png"
-    samples = r["http"]["submit"][str(LAG_RATE)]["worker_lag_s"]["samples"]
+    run = r["http"]["submit"].get(str(LAG_RATE), {})
+    samples = run.get("worker_lag_s", {}).get("samples", [])
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.plot([t for t, _ in samples], [v * 1000 for _, v in samples])
     ax.set_xlabel(f"seconds of submit at {LAG_RATE:,} req/s")
