@@ -6,11 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ranker import metrics
 from ranker.errors import DatabaseError
 from ranker.settings import Settings
+from sql import query
 
 #: How long a caller waits for a pooled connection before the attempt counts as failed.
 POOL_TIMEOUT_S = 5.0
@@ -30,6 +32,12 @@ def translate_db_errors() -> Iterator[None]:
         raise DatabaseError(f"PostgreSQL failed: {type(exc).__name__}: {exc}".strip()) from exc
 
 
+async def prepare_connection(conn: AsyncConnection) -> None:
+    """Run once per new pooled connection: the session's staging table for the worker's COPY
+    (a temp table lives as long as its session, so no transaction pays for making it)."""
+    await conn.execute(query("create_staged_sessions"))
+
+
 def make_pool(settings: Settings, max_size: int | None = None) -> AsyncConnectionPool:
     """An unopened pool; open it with ``open_pool`` (or use ``pool_for``)."""
     return AsyncConnectionPool(
@@ -42,6 +50,7 @@ def make_pool(settings: Settings, max_size: int | None = None) -> AsyncConnectio
         # A connection idle in the pool while the server restarted is broken: check before use.
         check=AsyncConnectionPool.check_connection,
         kwargs={"autocommit": True, "connect_timeout": 5},
+        configure=prepare_connection,
         name="ranker",
     )
 

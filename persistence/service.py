@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import trim_acknowledged, unpersisted
-from persistence.worker import Worker, consumer_name
+from persistence.worker import Worker, consumer_name, pause
 from ranker.errors import RankerError
 from ranker.keys import Keys
 from ranker.ranking import translate_redis_errors
@@ -32,14 +32,6 @@ def background_redis(settings: Settings) -> Redis:
     return Redis.from_url(
         settings.redis_url, socket_timeout=timeout, socket_connect_timeout=settings.redis_timeout_s
     )
-
-
-async def pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 async def watch_boards(

@@ -30,6 +30,15 @@ def parse_entry(fields: Fields) -> Session:
     )
 
 
+#: The fields of an entry in the column order of ``repository.persist_sessions``.
+_COLUMNS = (b"e", b"s", b"u", b"p", b"m", b"t")
+
+
+def columns_of(fields: Fields) -> tuple[bytes, ...]:
+    """An entry's values as ``persist_sessions`` takes them, without decoding them."""
+    return tuple(fields[name] for name in _COLUMNS)
+
+
 def generation_of(fields: Fields) -> bytes | None:
     """The rebuild generation an entry was tagged with (it is also in that rebuild's deltas)."""
     return fields.get(b"g")

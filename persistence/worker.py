@@ -9,13 +9,14 @@ entries only after COMMIT. A crash before the acknowledgement redelivers the bat
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -23,8 +24,8 @@ from redis.exceptions import ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from persistence.database import translate_db_errors
-from persistence.repository import Session, persist_sessions
-from persistence.stream import StreamEntry, ensure_group, lag_s, parse_entry, unpersisted
+from persistence.repository import persist_sessions
+from persistence.stream import StreamEntry, columns_of, ensure_group, lag_s, unpersisted
 from ranker import metrics
 from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
@@ -35,6 +36,15 @@ from ranker.settings import Settings
 log = logging.getLogger("ranker.worker")
 #: How often a running worker samples the backlog and its lag for the metrics.
 SAMPLE_INTERVAL_S = 1.0
+T = TypeVar("T")
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stop`` is set meanwhile (shutdown does not wait)."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
 
 
 def consumer_name() -> str:
@@ -70,11 +80,18 @@ class Worker:
         with backoff, and the batch in hand is committed and acknowledged before returning."""
         await self._with_retries(lambda: ensure_group(self.redis, self.keys), stop)
         next_sample = 0.0
+        linger_s = self.settings.worker_linger_ms / 1000
         while not stop.is_set():
-            await self._with_retries(lambda: self.step(self.settings.worker_block_ms), stop)
+            handled = await self._with_retries(
+                lambda: self.step(self.settings.worker_block_ms), stop
+            )
             if time.monotonic() >= next_sample:
                 next_sample = time.monotonic() + SAMPLE_INTERVAL_S
                 await self._with_retries(self.sample, stop)
+            if handled and handled < self.settings.worker_batch_size:
+                # Caught up: let the next batch gather rather than pay a transaction and a
+                # dozen round trips for every few events (the lag this adds is the linger).
+                await pause(stop, linger_s)
 
     async def sample(self) -> None:
         """Set the backlog and lag gauges (what ``/metrics`` tells operators of write-behind)."""
@@ -110,19 +127,19 @@ class Worker:
         if not entries:
             return 0
         ids = [entry_id for entry_id, _ in entries]
-        sessions = [parse_entry(fields) for _, fields in entries if fields]
-        if sessions:
-            await self._persist(sessions)
+        rows = [columns_of(fields) for _, fields in entries if fields]
+        if rows:
+            await self._persist(rows)
         with translate_redis_errors():
             await self.scripts.ack([self.keys.events, self.keys.rebuild_flag], [WORKER_GROUP, *ids])
         metrics.batch_size.observe(len(entries))
         return len(entries)
 
-    async def _persist(self, sessions: Sequence[Session]) -> None:
+    async def _persist(self, rows: Sequence[Sequence[bytes]]) -> None:
         started = time.perf_counter()
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                added = await persist_sessions(conn, sessions)
+                added = await persist_sessions(conn, rows)
         metrics.commit_duration.observe(time.perf_counter() - started)
         metrics.persisted_events.inc(added)
 
@@ -160,23 +177,16 @@ class Worker:
         return claimed
 
     async def _with_retries(
-        self, attempt: Callable[[], Awaitable[object]], stop: asyncio.Event
-    ) -> None:
-        """Run ``attempt`` until it succeeds or ``stop`` is set, backing off on outages."""
-
-        async def pause(seconds: float) -> None:
-            # Wake up at once on shutdown rather than sleeping out the backoff.
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=seconds)
-            except TimeoutError:
-                pass
-
+        self, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event
+    ) -> T | None:
+        """Run ``attempt`` until it succeeds (its result) or ``stop`` is set (``None``), backing
+        off on outages."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((DatabaseError, RedisUnavailable)),
             wait=wait_exponential_jitter(
                 multiplier=0.05, max=self.retry_wait_max_s, jitter=self.retry_wait_max_s / 10
             ),
-            sleep=pause,
+            sleep=functools.partial(pause, stop),
             before_sleep=lambda state: log.warning(
                 "worker step failed, retrying: %s", state.outcome and state.outcome.exception()
             ),
@@ -185,5 +195,6 @@ class Worker:
         async for try_ in retrying:
             with try_:
                 if stop.is_set():
-                    return
-                await attempt()
+                    return None
+                return await attempt()
+        return None  # pragma: no cover (reraise=True: the loop returns or raises)

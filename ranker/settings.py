@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=2, ge=1, le=32, description="Write-behind transactions in flight per process."
     )
+    worker_linger_ms: int = Field(
+        default=50, ge=0, description="How long a caught-up worker lets its next batch gather."
+    )
     worker_block_ms: int = Field(
         default=500, ge=1, description="How long the worker waits for new events per read."
     )

@@ -27,11 +27,12 @@ CREATE TEMP TABLE IF NOT EXISTS staged_sessions (
     user_id     bigint NOT NULL,
     score       bigint NOT NULL,
     game_mode   text NOT NULL,
-    created_at  timestamptz NOT NULL
+    created_ms  bigint NOT NULL
 ) ON COMMIT DELETE ROWS;
 
 -- name: copy_staged_sessions
-COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_at) FROM STDIN;
+-- Text format, as the stream holds the values (created_ms: unix milliseconds).
+COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_ms) FROM STDIN;
 
 -- name: persist_staged_sessions
 -- Inserts the staged sessions not seen before and adds ONLY those to the totals of the global
@@ -40,7 +41,8 @@ COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_a
 -- Returns the number of sessions that were new.
 WITH inserted AS (
     INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at)
-    SELECT event_id, session_id, user_id, score, game_mode, created_at FROM staged_sessions
+    SELECT event_id, session_id, user_id, score, game_mode, to_timestamp(created_ms / 1000.0)
+    FROM staged_sessions
     ON CONFLICT (event_id) DO NOTHING
     RETURNING user_id, score, game_mode
 ), new_players AS (
