@@ -164,3 +164,11 @@ SELECT rank FROM (
     FROM board_totals WHERE board = %(board)s
 ) AS ranked
 WHERE user_id = %(user_id)s;
+
+-- name: vacuum_analyze_tables
+-- After a bulk load (the benchmark's seed): visibility map, statistics and hint bits set now,
+-- not by autovacuum in the middle of a measurement. Needs autocommit (no transaction).
+VACUUM (ANALYZE) players, game_sessions, board_totals;
+
+-- name: checkpoint
+CHECKPOINT;

@@ -21,6 +21,18 @@ from ranker.settings import Settings
 from sql import query
 
 
+async def settle(settings: Settings) -> float:
+    """VACUUM ANALYZE and CHECKPOINT after the seed, so that neither autovacuum nor a checkpoint
+    of the bulk load runs during a measurement; returns the seconds it took."""
+    started = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True
+    ) as conn:
+        await conn.execute(query("vacuum_analyze_tables"))
+        await conn.execute(query("checkpoint"))
+    return time.perf_counter() - started
+
+
 async def rebuild_floor(settings: Settings) -> dict[str, float]:
     """The two halves of a rebuild, each alone and each done the fastest way we know: reading
     every board's totals from PostgreSQL (server-side cursor, as the rebuild), and loading the

@@ -54,6 +54,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
             "--json",
         )
         results["seed"]["total_s"] = time.perf_counter() - started
+        phase("settle: VACUUM ANALYZE, CHECKPOINT")
+        results["settle_s"] = asyncio.run(measure.settle(settings))
         phase("rebuild and its floor")
         results["rebuild"] = ranker_command(stack, "rebuild", "--json")
         results["rebuild_floor"] = asyncio.run(measure.rebuild_floor(settings))
