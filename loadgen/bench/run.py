@@ -90,15 +90,54 @@ def machine() -> dict[str, Any]:
     }
 
 
-def load(service: Service, config: LoadConfig, warmup_s: float) -> dict[str, Any]:
-    """One load run after a warm-up run, with the service's CPU time per request."""
+def load_config(
+    service: Service, workload: str, bench: BenchConfig, rate: int | None = None
+) -> LoadConfig:
+    """A run of ``workload`` on ``service``: open loop at ``rate``, else closed loop (maximum)."""
+    return LoadConfig(
+        url=service.url,
+        workload=workload,
+        rate=rate,
+        connections=bench.open_connections if rate else bench.connections,
+        duration_s=bench.duration_s,
+        warmup_s=0.0,
+        players=bench.players,
+        seed=rate or 1,
+    )
+
+
+def load(
+    service: Service, config: LoadConfig, warmup_s: float, lag_of: Settings | None = None
+) -> dict[str, Any]:
+    """One load run after a warm-up run, with the service's CPU time per request; with
+    ``lag_of``, the worker's lag is sampled every 100 ms during the run."""
     if warmup_s > 0:
         asyncio.run(run_load(_replace(config, duration_s=warmup_s)))
+
+    async def measured() -> tuple[Any, list[tuple[float, float]]]:
+        if lag_of is None:
+            return await run_load(config), []
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(measure.sample_lag(lag_of, stop))
+        try:
+            result = await run_load(config)
+        finally:
+            stop.set()
+        return result, await sampler
+
     before = service.cpu_s()
-    result = asyncio.run(run_load(config))
+    result, lag = asyncio.run(measured())
     spent = service.cpu_s() - before
-    figures = result.to_dict()
+    figures: dict[str, Any] = result.to_dict()
     figures["service_cpu_ms_per_request"] = spent * 1000 / result.count if result.count else None
+    if lag_of is not None:
+        lags = sorted(seconds for _, seconds in lag)
+        figures["worker_lag_s"] = {
+            "samples": lag,
+            "p50": lags[len(lags) // 2] if lags else 0.0,
+            "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0,
+            "max": lags[-1] if lags else 0.0,
+        }
     return figures
 
 
@@ -116,69 +155,15 @@ def http_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[st
             figures[workload] = {}
             for rate in config.rates:
                 phase(f"{workload} at {rate} req/s")
-                base = LoadConfig(
-                    url=service.url,
-                    workload=workload,
-                    rate=rate,
-                    connections=config.open_connections,
-                    duration_s=config.duration_s,
-                    warmup_s=0.0,
-                    players=config.players,
-                    seed=rate,
-                )
-                if workload == "submit" and rate == LAG_RATE:
-                    figures[workload][str(rate)] = load_with_lag(service, settings, base, config)
-                else:
-                    figures[workload][str(rate)] = load(service, base, config.warmup_s)
+                lag_of = settings if (workload, rate) == ("submit", LAG_RATE) else None
+                run = load_config(service, workload, config, rate)
+                figures[workload][str(rate)] = load(service, run, config.warmup_s, lag_of)
             phase(f"{workload} at its maximum")
-            closed = LoadConfig(
-                url=service.url,
-                workload=workload,
-                connections=config.connections,
-                duration_s=config.duration_s,
-                warmup_s=0.0,
-                players=config.players,
-                seed=1,
-            )
-            figures[workload]["max"] = load(service, closed, config.warmup_s)
+            run = load_config(service, workload, config)
+            figures[workload]["max"] = load(service, run, config.warmup_s)
     finally:
         service.stop()
     return figures
-
-
-def load_with_lag(
-    service: Service, settings: Settings, base: LoadConfig, config: BenchConfig
-) -> dict[str, Any]:
-    """A submit run during which the worker's lag is sampled every 100 ms."""
-    asyncio.run(run_load(_replace(base, duration_s=config.warmup_s)))
-
-    async def both() -> tuple[Any, list[tuple[float, float]]]:
-        stop = asyncio.Event()
-        sampler = asyncio.create_task(measure.sample_lag(settings, stop))
-        try:
-            return await run_load(base), await _stop(sampler, stop)
-        finally:
-            stop.set()
-
-    before = service.cpu_s()
-    result, lag = asyncio.run(both())
-    figures: dict[str, Any] = result.to_dict()
-    figures["service_cpu_ms_per_request"] = (service.cpu_s() - before) * 1000 / max(result.count, 1)
-    lags = sorted(seconds for _, seconds in lag)
-    figures["worker_lag_s"] = {
-        "samples": lag,
-        "p50": lags[len(lags) // 2] if lags else 0.0,
-        "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0,
-        "max": lags[-1] if lags else 0.0,
-    }
-    return figures
-
-
-async def _stop(
-    sampler: asyncio.Task[list[tuple[float, float]]], stop: asyncio.Event
-) -> list[tuple[float, float]]:
-    stop.set()
-    return await sampler
 
 
 def floor_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
@@ -188,16 +173,8 @@ def floor_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[s
     try:
         for workload in ("rank", "top"):
             phase(f"floor app: {workload} at its maximum")
-            closed = LoadConfig(
-                url=service.url,
-                workload=workload,
-                connections=config.connections,
-                duration_s=config.duration_s,
-                warmup_s=0.0,
-                players=config.players,
-                seed=1,
-            )
-            figures[workload] = load(service, closed, config.warmup_s)
+            run = load_config(service, workload, config)
+            figures[workload] = load(service, run, config.warmup_s)
     finally:
         service.stop()
     return figures
