@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
-from persistence.stream import trim_acknowledged, unpersisted
+from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
 from ranker.errors import RankerError
 from ranker.keys import Keys
@@ -73,7 +73,7 @@ async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys) -> None:
     """Delete entries that a rebuild kept but did not get to delete (it died after its swap):
     more entries in the stream than await persistence means some were left behind."""
     with translate_redis_errors():
-        if await redis.xlen(keys.events) > await unpersisted(redis, keys):
+        if await kept_after_persisting(redis, keys):
             deleted = await trim_acknowledged(redis, keys, settings.rebuild_batch_size)
             log.info("deleted %d persisted entries a rebuild left in the stream", deleted)
 

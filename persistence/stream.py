@@ -111,6 +111,25 @@ async def trim_acknowledged(redis: Redis, keys: Keys, page_size: int) -> int:
         start = following.decode()
 
 
+async def kept_after_persisting(redis: Redis, keys: Keys) -> int:
+    """Entries in the stream that are neither pending nor unread: persisted, acknowledged and
+    kept (by a rebuild). Length and group counts are read in one MULTI, so entries persisted
+    or added meanwhile cannot make a difference appear; 0 when Redis cannot tell the lag."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xlen(keys.events)
+        pipe.xinfo_groups(keys.events)
+        try:
+            length, groups = await pipe.execute()
+        except ResponseError:
+            return 0  # no stream yet
+    for group in groups:
+        if group.get("name") in (WORKER_GROUP, WORKER_GROUP.encode()):
+            if group.get("lag") is None:
+                return 0
+            return max(0, int(length) - _as_int(group.get("pending")) - _as_int(group["lag"]))
+    return 0
+
+
 def _id_ms(entry_id: object) -> int:
     return int(_as_bytes(entry_id).split(b"-")[0])
 

@@ -269,9 +269,13 @@ async def openapi(request: Request) -> Response:
     return JSON(openapi_document(_state(request).settings))
 
 
+@functools.cache
+def _page() -> str:
+    return resources.files("ranker").joinpath("static", "index.html").read_text(encoding="utf-8")
+
+
 async def index(request: Request) -> Response:
-    page = resources.files("ranker").joinpath("static", "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page)
+    return HTMLResponse(_page())
 
 
 def routes() -> list[BaseRoute]:
