@@ -48,19 +48,21 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.no_worker:
         os.environ[NO_WORKER_ENV] = "1"
-    if args.workers > 1 and not os.environ.get(metrics_dir_env):
-        # Each API process writes its metrics to this directory; /metrics adds them up.
-        os.environ[metrics_dir_env] = tempfile.mkdtemp(prefix="ranker-metrics-")
-    uvicorn.run(
-        "ranker.serve:app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    with contextlib.ExitStack() as cleanup:
+        if args.workers > 1 and not os.environ.get(metrics_dir_env):
+            # Each API process writes its metrics to this directory; /metrics adds them up.
+            directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="ranker-metrics-"))
+            os.environ[metrics_dir_env] = directory
+        uvicorn.run(
+            "ranker.serve:app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
     return 0
 
 

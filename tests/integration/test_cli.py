@@ -73,3 +73,22 @@ def test_invalid_settings_are_a_one_line_failure(settings: Settings, processes: 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("ranker: invalid settings:")
+
+
+async def test_serve_with_two_api_processes_adds_up_their_metrics(
+    processes: Processes, loaded: None
+) -> None:
+    url, _ = await processes.serve("--workers", "2", "--no-worker")
+    # A new connection per request: the kernel hands them to either process.
+    async with httpx.AsyncClient(base_url=url, headers={"Connection": "close"}) as http:
+        for n in range(20):
+            body = {"user_id": 1 + n % 3, "score": 1, "session_id": f"mp-{n}"}
+            assert (await http.post("/api/leaderboard/submit", json=body)).status_code == 200
+        text = (await http.get("/metrics")).text
+
+    accepted = [
+        line
+        for line in text.splitlines()
+        if line.startswith('ranker_submissions_total{outcome="accepted"}')
+    ]
+    assert accepted and float(accepted[0].split()[-1]) == 20
