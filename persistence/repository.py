@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -60,9 +61,34 @@ async def insert_random_sessions(
     await conn.execute(query("insert_random_sessions"), params)
 
 
-async def add_run_to_board_totals(conn: AsyncConnection, run: str) -> None:
-    """Add every session of seed run ``run`` to the board totals."""
-    await conn.execute(query("add_run_to_board_totals"), {"run": run})
+async def add_run_to_board_totals(conn: AsyncConnection, run: str, *, empty: bool) -> None:
+    """Add every session of seed run ``run`` to the board totals. ``empty``: the table has no
+    row and no primary key (dropped for the load, see ``without_primary_key``), so a plain
+    insert does, without the cost of an upsert per row."""
+    await conn.execute(query("create_run_totals"), {"run": run})
+    await conn.execute(query("insert_run_totals" if empty else "add_run_totals"))
+
+
+@contextlib.asynccontextmanager
+async def without_primary_key(conn: AsyncConnection, table: str) -> AsyncIterator[None]:
+    """Drop ``table``'s primary key for the block and build it again after, in one sorted pass
+    (inside the caller's transaction: on failure the key was never gone)."""
+    cur = await conn.execute(query("select_primary_key"), {"table": table})
+    row = await cur.fetchone()
+    assert row is not None, f"{table} has no primary key"
+    name, definition = row
+    await conn.execute(
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            sql.Identifier(table), sql.Identifier(name)
+        )
+    )
+    yield
+    await conn.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+            sql.Identifier(table), sql.Identifier(name)
+        )
+        + sql.SQL(definition)
+    )
 
 
 async def set_bulk_memory(conn: AsyncConnection) -> None:

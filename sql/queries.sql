@@ -75,9 +75,10 @@ SELECT (%(run)s || lpad(to_hex(g), 24, '0'))::uuid, 'seed-' || %(run)s || '-' ||
        now() - random() * interval '365 days'
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g;
 
--- name: add_run_to_board_totals
--- Adds the sessions of one seed run to the totals: per mode first, then the global board as
--- the sum of a player's modes (one pass over the sessions instead of two).
+-- name: create_run_totals
+-- The totals of one seed run's sessions: per mode first, then the global board as the sum of a
+-- player's modes (one pass over the sessions instead of two). Dropped at COMMIT.
+CREATE TEMP TABLE run_totals ON COMMIT DROP AS
 WITH per_mode AS (
     SELECT user_id, game_mode, sum(score)::bigint AS points
     FROM game_sessions
@@ -85,12 +86,26 @@ WITH per_mode AS (
                        AND (%(run)s || 'ffffffffffffffffffffffff')::uuid
     GROUP BY user_id, game_mode
 )
-INSERT INTO board_totals AS t (board, user_id, total_score, updated_at)
-SELECT 'mode:' || game_mode, user_id, points, now() FROM per_mode
+SELECT 'mode:' || game_mode AS board, user_id, points FROM per_mode
 UNION ALL
-SELECT 'global', user_id, sum(points)::bigint, now() FROM per_mode GROUP BY user_id
+SELECT 'global', user_id, sum(points)::bigint FROM per_mode GROUP BY user_id;
+
+-- name: insert_run_totals
+-- Into an empty board_totals whose keys were dropped for the load: a plain insert.
+INSERT INTO board_totals (board, user_id, total_score, updated_at)
+SELECT board, user_id, points, now() FROM run_totals;
+
+-- name: add_run_totals
+-- Into a board_totals that has rows: add to the players' totals.
+INSERT INTO board_totals AS t (board, user_id, total_score, updated_at)
+SELECT board, user_id, points, now() FROM run_totals
 ON CONFLICT (board, user_id)
 DO UPDATE SET total_score = t.total_score + excluded.total_score, updated_at = excluded.updated_at;
+
+-- name: select_primary_key
+-- The name and definition of a table's primary key constraint.
+SELECT conname, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE conrelid = %(table)s::regclass AND contype = 'p';
 
 -- name: set_bulk_memory
 -- Memory for one bulk transaction's sorts, aggregates and index builds (seed only).

@@ -40,6 +40,15 @@ def test_seed_then_verify_then_seed_if_empty_does_nothing(processes: Processes) 
     assert (again.returncode, again.stdout.strip()) == (0, "boards are not empty: not seeding")
 
 
+def test_a_second_seed_adds_to_the_totals_of_the_first(processes: Processes) -> None:
+    first = processes.run("seed", "--players", "200", "--sessions", "1000")
+    second = processes.run("seed", "--players", "300", "--sessions", "1000")
+    verified = processes.run("verify", "--deep")
+
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 async def test_worker_burst_persists_the_backlog_and_exits(
     client: httpx.AsyncClient, processes: Processes
 ) -> None:
