@@ -85,4 +85,7 @@ def create_app(
                     task.cancel()
             await redis.aclose()
 
-    return Starlette(routes=routes(), exception_handlers=exception_handlers(), lifespan=lifespan)
+    app = Starlette(routes=routes(), exception_handlers=exception_handlers(), lifespan=lifespan)
+    # A path with a trailing slash is not ours: a 404 problem, not a redirect to a guess.
+    app.router.redirect_slashes = False
+    return app

@@ -151,3 +151,10 @@ async def test_web_page_and_metrics_are_served(client: httpx.AsyncClient) -> Non
 
     assert page.status_code == 200 and "<table" in page.text
     assert 'ranker_submissions_total{outcome="accepted"}' in metrics.text
+
+
+async def test_a_trailing_slash_is_a_404_problem_not_a_redirect(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/leaderboard/rank/0/")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
