@@ -53,17 +53,20 @@ async def ensure_group(redis: Redis, keys: Keys) -> None:
             raise
 
 
+def _worker_group(groups: Sequence[dict[str, object]]) -> dict[str, object] | None:
+    """The worker group's entry of an XINFO GROUPS reply (names are bytes or str)."""
+    for group in groups:
+        if group.get("name") in (WORKER_GROUP, WORKER_GROUP.encode()):
+            return group
+    return None
+
+
 async def group_info(redis: Redis, keys: Keys) -> dict[str, object] | None:
     """The worker group's XINFO GROUPS entry, or ``None`` when the stream or group is missing."""
     try:
-        groups: Sequence[dict[str, object]] = await redis.xinfo_groups(keys.events)
+        return _worker_group(await redis.xinfo_groups(keys.events))
     except ResponseError:
         return None
-    for group in groups:
-        name = group.get("name")
-        if name in (WORKER_GROUP, WORKER_GROUP.encode()):
-            return group
-    return None
 
 
 async def unpersisted(redis: Redis, keys: Keys) -> int:
@@ -122,12 +125,10 @@ async def kept_after_persisting(redis: Redis, keys: Keys) -> int:
             length, groups = await pipe.execute()
         except ResponseError:
             return 0  # no stream yet
-    for group in groups:
-        if group.get("name") in (WORKER_GROUP, WORKER_GROUP.encode()):
-            if group.get("lag") is None:
-                return 0
-            return max(0, int(length) - _as_int(group.get("pending")) - _as_int(group["lag"]))
-    return 0
+    group = _worker_group(groups)
+    if group is None or group.get("lag") is None:
+        return 0
+    return max(0, int(length) - _as_int(group.get("pending")) - _as_int(group["lag"]))
 
 
 def _id_ms(entry_id: object) -> int:

@@ -138,17 +138,22 @@ def parse_submit(body: bytes, state: AppState) -> SubmitRequest:
         raise InvalidInput(f"invalid field(s): {names}", errors) from None
 
 
+def bounded_int(raw: str, field: str, low: int, high: int) -> int:
+    """``raw`` as an integer within ``low..high`` (ASCII digits only); 422 naming ``field``."""
+    # The length check keeps int() from parsing thousands of digits sent to waste our time.
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high:
+        return int(raw)
+    span = "1 to 2**63-1" if (low, high) == (1, USER_ID_MAX) else f"{low} to {high}"
+    raise InvalidInput(
+        f"{field} must be an integer from {span}",
+        [FieldError(field=field, message=f"an integer from {span}")],
+    )
+
+
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     """An integer query parameter within ``low..high`` (422 naming it otherwise)."""
     raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
-        raise InvalidInput(
-            f"{name} must be an integer from {low} to {high}",
-            [FieldError(field=name, message=f"an integer from {low} to {high}")],
-        )
-    return int(raw)
+    return default if raw is None else bounded_int(raw, name, low, high)
 
 
 def query_mode(request: Request, state: AppState) -> str | None:
@@ -164,13 +169,7 @@ def query_mode(request: Request, state: AppState) -> str | None:
 
 def path_user_id(request: Request) -> int:
     """The ``{user_id}`` path segment: an integer from 1 to 2**63-1."""
-    raw: str = request.path_params["user_id"]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= USER_ID_MAX):
-        raise InvalidInput(
-            "user_id must be an integer from 1 to 2**63-1",
-            [FieldError(field="user_id", message="an integer from 1 to 2**63-1")],
-        )
-    return int(raw)
+    return bounded_int(request.path_params["user_id"], "user_id", 1, USER_ID_MAX)
 
 
 def _reject_unknown_query(request: Request, allowed: set[str]) -> None:

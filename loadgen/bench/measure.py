@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from redis.asyncio import Redis
 
+from persistence import repository
 from persistence.bulkload import bulk_loader
 from persistence.stream import lag_s, unpersisted
 from ranker.keys import Keys
@@ -41,12 +42,12 @@ async def rebuild_floor(settings: Settings) -> dict[str, float]:
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         for board in settings.boards:
-            async with conn.cursor(name="floor") as cur:
-                await cur.execute(query("select_board_totals"), {"board": board})
-                rows: list[tuple[int, int]] = []
-                while batch := await cur.fetchmany(settings.rebuild_batch_size):
-                    rows.extend(batch)
-                boards[board] = rows
+            rows: list[tuple[int, int]] = []
+            async for batch in repository.iter_board_totals(
+                conn, board, settings.rebuild_batch_size
+            ):
+                rows.extend(batch)
+            boards[board] = rows
     read_s = time.perf_counter() - started
     redis = Redis.from_url(settings.redis_url)
     scratch = [f"bench:scratch:{board}" for board in boards]
@@ -129,7 +130,7 @@ async def make_backlog(settings: Settings, events: int, players: int) -> float:
     return time.perf_counter() - started
 
 
-async def wait_drained(settings: Settings, since: float, timeout_s: float) -> dict[str, float]:
+async def time_drain(settings: Settings, since: float, timeout_s: float) -> dict[str, float]:
     """Poll the backlog until it is empty. The rate counts from the first sample that shows
     progress (worker start-up excluded), or from ``since`` (a ``perf_counter`` time: when the
     worker was started) when the backlog was gone before a sample saw it move."""

@@ -194,7 +194,7 @@ def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[s
         stderr=subprocess.DEVNULL,
     )
     try:
-        drained = asyncio.run(measure.wait_drained(settings, since, timeout_s=600))
+        drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600))
     finally:
         worker.terminate()
         worker.wait(timeout=30)
