@@ -37,7 +37,10 @@ COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_m
 -- name: persist_staged_sessions
 -- Inserts the staged sessions not seen before and adds ONLY those to the totals of the global
 -- board and of their mode's board, in one statement. Rows are upserted in key order so that
--- two workers committing at once take row locks in the same order (no deadlock).
+-- two workers committing at once take row locks in the same order (no deadlock). A player
+-- row is made only for a user whose global total was created by this statement (xmax is 0
+-- on a row version an INSERT made, the locker's transaction id on one ON CONFLICT updated),
+-- so players already known cost no lookup.
 -- Returns the number of sessions that were new.
 WITH inserted AS (
     INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at)
@@ -45,10 +48,6 @@ WITH inserted AS (
     FROM staged_sessions
     ON CONFLICT (event_id) DO NOTHING
     RETURNING user_id, score, game_mode
-), new_players AS (
-    INSERT INTO players (user_id)
-    SELECT DISTINCT user_id FROM inserted ORDER BY user_id
-    ON CONFLICT (user_id) DO NOTHING
 ), per_board AS (
     SELECT 'global' AS board, user_id, sum(score)::bigint AS points
     FROM inserted GROUP BY user_id
@@ -60,6 +59,11 @@ WITH inserted AS (
     SELECT board, user_id, points, now() FROM per_board ORDER BY board, user_id
     ON CONFLICT (board, user_id)
     DO UPDATE SET total_score = t.total_score + excluded.total_score, updated_at = excluded.updated_at
+    RETURNING board, user_id, t.xmax = 0 AS created
+), new_players AS (
+    INSERT INTO players (user_id)
+    SELECT user_id FROM totals WHERE created AND board = 'global' ORDER BY user_id
+    ON CONFLICT (user_id) DO NOTHING
 )
 SELECT count(*) AS sessions_added FROM inserted;
 

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.bulkload import bulk_loader
-from persistence.stream import lag_s, unpersisted
+from persistence.stream import group_info, lag_s, unpersisted
 from ranker.keys import Keys
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
@@ -131,25 +131,33 @@ async def make_backlog(settings: Settings, events: int, players: int) -> float:
 
 
 async def time_drain(settings: Settings, since: float, timeout_s: float) -> dict[str, float]:
-    """Poll the backlog until it is empty. The rate counts from the first sample that shows
-    progress (worker start-up excluded), or from ``since`` (a ``perf_counter`` time: when the
-    worker was started) when the backlog was gone before a sample saw it move."""
+    """Poll the backlog until it is empty. The rate counts from the first sample that shows the
+    worker reading (its group's cursor moved: start-up excluded, every batch's work included),
+    or from ``since`` (a ``perf_counter`` time: when the worker was started) when the backlog
+    was gone before a sample saw the cursor move."""
     redis = Redis.from_url(settings.redis_url)
     keys = Keys(settings.namespace)
     try:
         start_count = await unpersisted(redis, keys)
-        began, at = since, start_count
+        cursor = await _delivered_cursor(redis, keys)
+        began = since
         deadline = time.monotonic() + timeout_s
         while (left := await unpersisted(redis, keys)) > 0:
-            if at == start_count and left < start_count:
-                began, at = time.perf_counter(), left
+            if cursor is not None and await _delivered_cursor(redis, keys) != cursor:
+                began, cursor = time.perf_counter(), None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{left} events left after {timeout_s} s")
             await asyncio.sleep(0.01)
         end = time.perf_counter()
     finally:
         await redis.aclose()
-    return {"events": start_count, "rate": at / (end - began)}
+    return {"events": start_count, "rate": start_count / (end - began)}
+
+
+async def _delivered_cursor(redis: Redis, keys: Keys) -> object:
+    """The worker group's last-delivered id (``b"none"`` before the group exists)."""
+    group = await group_info(redis, keys)
+    return b"none" if group is None else group.get("last-delivered-id")
 
 
 async def sample_lag(settings: Settings, stop: asyncio.Event) -> list[tuple[float, float]]:

@@ -67,6 +67,26 @@ async def test_a_batch_committed_but_never_acknowledged_is_not_counted_twice(
     assert (await Verifier(settings, redis, pool).run()).ok
 
 
+async def test_a_player_row_is_made_once_for_each_new_player(
+    settings: Settings, redis: Redis, pool: AsyncConnectionPool, loaded: None
+) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO players (user_id, username) VALUES (3, 'known')")
+    ranking = Ranking(redis, settings)
+    worker = Worker(settings, redis, pool)
+    await ensure_group(redis, Keys(settings.namespace))
+    for first in (0, 10):  # the second batch updates the totals the first one created
+        await submit_many(ranking, 10, first)
+        await worker.step(block_ms=None)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT user_id, username FROM players ORDER BY user_id")
+        players = await cur.fetchall()
+        cur = await conn.execute("SELECT DISTINCT user_id FROM board_totals ORDER BY user_id")
+        with_totals = [row[0] for row in await cur.fetchall()]
+    assert [user_id for user_id, _ in players] == with_totals == list(range(1, 8))
+    assert dict(players)[3] == "known"
+
+
 @pytest.fixture
 def own_postgres_dir() -> Iterator[Path]:
     """A data directory the `postgres` user can reach (pytest's tmp_path is private to root)."""
