@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each run")
     parser.add_argument("--connections", type=int, default=16, help="closed-loop connections")
     parser.add_argument("--drain-events", type=int, default=200_000)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each figure a target reads (median)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks"))
     parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument(
@@ -41,11 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         open_connections=32,
         drain_events=args.drain_events,
         naive_s=min(10.0, args.duration),
+        repeats=args.repeats,
     )
     results = run(config)
     report.write(results, args.out, args.markdown, args.notes)
     rows = report.verdicts(results)
-    for name, value, bound, verdict in rows:
+    for name, value, bound, verdict, _ in rows:
         print(f"{verdict:12}  {name}: {value:,.2f} ({bound})")
     print(f"wrote {args.markdown} and {args.out}/results.json")
     return 0

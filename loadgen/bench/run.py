@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,9 @@ from ranker.keys import Keys
 from ranker.settings import Settings
 
 WORKLOADS = ("rank", "top", "submit", "mix")
-LAG_RATE = 1_000  # the submit rate at which the worker's lag is sampled
+FLOOR_WORKLOADS = ("rank", "top")  # the endpoints the floor app also serves
+TARGET_RATE = 1_000  # the rate the latency targets (and the worker's lag) are read at
+REPEATED_AT_TARGET_RATE = ("rank", "top", "submit")  # the workloads with a target there
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class BenchConfig:
     open_connections: int  # open loop: the most connections the generator may open
     drain_events: int
     naive_s: float
+    repeats: int = 3  # runs of each figure a target reads; the median is reported
 
 
 def run(config: BenchConfig) -> dict[str, Any]:
@@ -60,8 +64,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results["rebuild"] = ranker_command(stack, "rebuild", "--json")
         results["rebuild_floor"] = asyncio.run(measure.rebuild_floor(settings))
         results["memory"] = asyncio.run(measure.memory(settings))
-        results["http"] = http_phase(stack, settings, config)
-        results["floor"] = floor_phase(stack, settings, config)
+        results["http"], results["floor"] = http_phase(stack, settings, config)
         phase("naive design: RANK() OVER per lookup")
         results["naive"] = asyncio.run(measure.naive_rank(settings, config.players, config.naive_s))
         results["drain"] = drain_phase(stack, settings, config)
@@ -145,62 +148,100 @@ def _replace(config: LoadConfig, **changes: Any) -> LoadConfig:
     return LoadConfig(**(asdict(config) | {"warmup_s": 0.0} | changes))
 
 
-def http_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+def median_run(
+    runs: list[dict[str, Any]], figure: Callable[[dict[str, Any]], float]
+) -> dict[str, Any]:
+    """The run whose ``figure`` is the median (the lower middle of an even count), with every
+    run's figure, in the order they ran, under ``runs``."""
+    chosen = dict(sorted(runs, key=figure)[(len(runs) - 1) // 2])
+    chosen["runs"] = [figure(run) for run in runs]
+    return chosen
+
+
+def _p99(run: dict[str, Any]) -> float:
+    return float(run["latency_ms"]["p99"])
+
+
+def _achieved(run: dict[str, Any]) -> float:
+    return float(run["achieved_rate"])
+
+
+def http_phase(
+    stack: Stack, settings: Settings, config: BenchConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each workload at each fixed rate (open loop), then at its maximum (closed loop), on
-    one ``ranker serve`` (API and worker in one process, as deployed by default)."""
+    one ``ranker serve`` (API and worker in one process, as deployed by default).
+
+    The figures a target reads are measured ``repeats`` times and the median reported: the
+    fixed-rate runs at ``TARGET_RATE``, and the maximum of ``rank`` and ``top``, which run in
+    rounds alternating with the floor app's (the same Redis, one at a time) so that both
+    sides of each ratio see the same moment of a machine whose speed drifts. Returns the
+    ranker's figures and the floor app's (each with the ratio of every round)."""
     service = Service.ranker(stack)
+    floor = Service.floor(stack, Keys(settings.namespace).board("global"))
     figures: dict[str, Any] = {}
+    floor_figures: dict[str, Any] = {}
     try:
         for workload in WORKLOADS:
             figures[workload] = {}
             for rate in config.rates:
-                phase(f"{workload} at {rate} req/s")
-                lag_of = settings if (workload, rate) == ("submit", LAG_RATE) else None
-                run = load_config(service, workload, config, rate)
-                figures[workload][str(rate)] = load(service, run, config.warmup_s, lag_of)
-            phase(f"{workload} at its maximum")
-            run = load_config(service, workload, config)
-            figures[workload]["max"] = load(service, run, config.warmup_s)
+                target = rate == TARGET_RATE and workload in REPEATED_AT_TARGET_RATE
+                runs = []
+                for n in range(config.repeats if target else 1):
+                    phase(f"{workload} at {rate} req/s" + (f", run {n + 1}" if target else ""))
+                    lag_of = settings if (workload, rate) == ("submit", TARGET_RATE) else None
+                    run = load_config(service, workload, config, rate)
+                    runs.append(load(service, run, config.warmup_s, lag_of))
+                figures[workload][str(rate)] = median_run(runs, _p99)
+            if workload not in FLOOR_WORKLOADS:
+                phase(f"{workload} at its maximum")
+                run = load_config(service, workload, config)
+                figures[workload]["max"] = median_run(
+                    [load(service, run, config.warmup_s)], _achieved
+                )
+                continue
+            ours: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            for n in range(config.repeats):
+                for runs, side in ((ours, service), (theirs, floor)):
+                    name = "ranker" if side is service else "floor app"
+                    phase(f"{name}: {workload} at its maximum, round {n + 1}")
+                    runs.append(load(side, load_config(side, workload, config), config.warmup_s))
+            figures[workload]["max"] = median_run(ours, _achieved)
+            floor_figures[workload] = median_run(theirs, _achieved)
+            floor_figures[workload]["ratios"] = [
+                _achieved(a) / _achieved(b) for a, b in zip(ours, theirs, strict=True)
+            ]
     finally:
+        floor.stop()
         service.stop()
-    return figures
-
-
-def floor_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
-    """The floor app's maximum throughput for rank and top, on the same Redis."""
-    service = Service.floor(stack, Keys(settings.namespace).board("global"))
-    figures = {}
-    try:
-        for workload in ("rank", "top"):
-            phase(f"floor app: {workload} at its maximum")
-            run = load_config(service, workload, config)
-            figures[workload] = load(service, run, config.warmup_s)
-    finally:
-        service.stop()
-    return figures
+    return figures, floor_figures
 
 
 def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
-    """A backlog of ``drain_events`` accepted with no worker running, then one ``ranker
-    worker`` process (default concurrency) persisting it."""
-    phase(f"write-behind: backlog of {config.drain_events} events")
-    backlog_s = asyncio.run(measure.make_backlog(settings, config.drain_events, config.players))
-    phase("write-behind: drain")
-    since = time.perf_counter()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ranker", "worker"],
-        env=stack.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600))
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    """``repeats`` rounds of: a backlog of ``drain_events`` accepted with no worker running,
+    then one ``ranker worker`` process (default concurrency) persisting it. The median round
+    is reported, with every round's rate."""
+    rounds = []
+    for n in range(config.repeats):
+        phase(f"write-behind: backlog of {config.drain_events} events, round {n + 1}")
+        backlog_s = asyncio.run(measure.make_backlog(settings, config.drain_events, config.players))
+        phase(f"write-behind: drain, round {n + 1}")
+        since = time.perf_counter()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "ranker", "worker"],
+            env=stack.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600))
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+        rounds.append({"backlog_made_s": backlog_s, **drained})
     return {
-        "backlog_made_s": backlog_s,
-        **drained,
+        **median_run(rounds, lambda round_: float(round_["rate"])),
         "batch_size": settings.worker_batch_size,
         "concurrency": settings.worker_concurrency,
     }

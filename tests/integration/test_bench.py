@@ -32,6 +32,8 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
             "4",
             "--drain-events",
             "1500",
+            "--repeats",
+            "2",
             "--out",
             str(out),
             "--markdown",
@@ -59,6 +61,10 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     }
     assert figures["verify"].startswith("ok: ")
     assert figures["drain"]["events"] == 1500
+    assert len(figures["drain"]["runs"]) == 2
+    for workload in ("rank", "top"):
+        assert len(figures["http"][workload]["max"]["runs"]) == 2
+        assert len(figures["floor"][workload]["ratios"]) == 2
     for workload in ("rank", "top", "submit", "mix"):
         assert set(figures["http"][workload]) == {"100", "max"}
         assert figures["http"][workload]["max"]["count"] > 0
