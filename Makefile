@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-unit test-integration test-slow lint format bench bench-quick up down clean
+.PHONY: run test test-unit test-integration test-slow lint format bench bench-quick soak up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-slow: $(STAMP)
 ## bench: 1M players / 5M sessions on a fresh local stack; writes BENCHMARKS.md and benchmarks/
 bench: $(STAMP)
 	$(BIN)/python -m loadgen.bench
+
+## soak: mix at 500 req/s for 10 minutes on a fresh stack, memory of every process sampled
+soak: $(STAMP)
+	$(BIN)/python -m loadgen.bench.soak
 
 ## bench-quick: the same at 100k players / 500k sessions, into benchmarks/quick/
 bench-quick: $(STAMP)

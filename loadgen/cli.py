@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--limit", type=COUNT, default=10, metavar="L", help="top's limit [%(default)s]")
     add("--modes", type=_modes, default="solo,team", help="submissions' game modes [%(default)s]")
     add("--seed", type=int, help="seed of the workload's random draws")
+    add(
+        "--api-key",
+        default=os.environ.get("RANKER_API_KEY"),
+        help="sent as 'Authorization: Bearer <key>' [$RANKER_API_KEY]",
+    )
     add = parser.add_argument_group("output").add_argument
     add("--json", type=Path, metavar="PATH", help="write the result as JSON")
     add("--plot", type=Path, metavar="PATH", help="write latency and rate per second as a PNG")
@@ -120,6 +126,7 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             modes=args.modes,
             max_in_flight=args.max_in_flight,
             seed=args.seed,
+            api_key=args.api_key,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -31,6 +31,12 @@ class LoadConfig:
     max_in_flight: int = 2000
     seed: int | None = None
     request_timeout_s: float = 10.0
+    api_key: str | None = field(default=None, repr=False)  # sent as a Bearer token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers of every request of the run."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def __post_init__(self) -> None:
         self.modes = tuple(self.modes)

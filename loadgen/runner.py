@@ -206,6 +206,7 @@ def _session(config: LoadConfig) -> aiohttp.ClientSession:
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=config.request_timeout_s),
         cookie_jar=aiohttp.DummyCookieJar(),  # the API sets no cookies: skip the jar's work
+        headers=config.headers,
     )
 
 

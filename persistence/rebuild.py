@@ -251,7 +251,11 @@ class Rebuild:
         with translate_redis_errors():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for session_id, event_id, created_ms in rows:
-                    pipe.set(
-                        self.keys.seen(session_id), event_id, nx=True, pxat=created_ms + window_ms
-                    )
+                    try:
+                        key = self.keys.seen(session_id)
+                    except ValueError:
+                        # Only rows written around the API can hold such an id; skip, not stall.
+                        log.warning("session %r in game_sessions is not a valid id", session_id)
+                        continue
+                    pipe.set(key, event_id, nx=True, pxat=created_ms + window_ms)
                 return sum(1 for ok in await pipe.execute() if ok)

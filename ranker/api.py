@@ -18,9 +18,11 @@ from starlette.routing import BaseRoute, Route
 
 from ranker import metrics
 from ranker.app import AppState
+from ranker.auth import Scope
 from ranker.errors import InvalidInput, RankerError, RedisUnavailable
 from ranker.models import USER_ID_MAX, FieldError, Problem, SubmitRequest
 from ranker.openapi import openapi_document
+from ranker.ratelimit import ADDRESS
 
 log = logging.getLogger("ranker.api")
 PROBLEM_TYPE = "application/problem+json"
@@ -81,6 +83,77 @@ def observed(route: str) -> Callable[[Handler], Handler]:
         return wrapper
 
     return decorate
+
+
+def guarded(scope: Scope) -> Callable[[Handler], Handler]:
+    """Let a request through to its handler only with an API key allowing ``scope`` (for a
+    read: unless reads are public) and within its caller's rate limit."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            state = _state(request)
+            caller: str | None = None
+            if scope is Scope.WRITE or not state.settings.public_reads:
+                authorization = request.headers.get("authorization")
+                try:
+                    caller = state.keys.authorize(authorization, scope).key_id
+                except RankerError as exc:
+                    # For the audit trail; the detail names a key by its id, never the key.
+                    client = request.client.host if request.client else "unknown"
+                    log.info(
+                        "refused %s %s from %s: %s",
+                        request.method,
+                        request.url.path,
+                        client,
+                        exc.detail,
+                    )
+                    raise
+            if state.rate_limits.limits(scope.value):
+                client = request.client.host if request.client else "unknown"
+                await state.rate_limits.spend(scope.value, caller or f"{ADDRESS}{client}")
+            return await handler(request)
+
+        return wrapper
+
+    return decorate
+
+
+class RequestLimits:
+    """ASGI middleware: a request whose path and query, or whose headers, are longer than the
+    settings allow is answered 414 or 431 before any route sees it."""
+
+    def __init__(self, app: Any, max_url_bytes: int, max_header_bytes: int) -> None:
+        self.app = app
+        self.max_url_bytes = max_url_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            url_bytes = len(scope.get("raw_path") or scope["path"].encode())
+            url_bytes += len(scope.get("query_string", b""))
+            header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+            response = None
+            if url_bytes > self.max_url_bytes:
+                limit = self.max_url_bytes
+                response = problem(
+                    414,
+                    "URI too long",
+                    f"the path and query exceed {limit} bytes",
+                    [FieldError(field="url", message=f"at most {limit} bytes")],
+                )
+            elif header_bytes > self.max_header_bytes:
+                limit = self.max_header_bytes
+                response = problem(
+                    431,
+                    "Request header fields too large",
+                    f"the headers exceed {limit} bytes",
+                    [FieldError(field="headers", message=f"at most {limit} bytes in all")],
+                )
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -185,6 +258,7 @@ def _reject_unknown_query(request: Request, allowed: set[str]) -> None:
 
 
 @observed("submit")
+@guarded(Scope.WRITE)
 async def submit(request: Request) -> Response:
     state = _state(request)
     try:
@@ -203,6 +277,7 @@ async def submit(request: Request) -> Response:
 
 
 @observed("top")
+@guarded(Scope.READ)
 async def top(request: Request) -> Response:
     state = _state(request)
     _reject_unknown_query(request, {"limit", "mode"})
@@ -211,6 +286,7 @@ async def top(request: Request) -> Response:
 
 
 @observed("rank")
+@guarded(Scope.READ)
 async def rank(request: Request) -> Response:
     state = _state(request)
     _reject_unknown_query(request, {"mode"})
@@ -219,6 +295,7 @@ async def rank(request: Request) -> Response:
 
 
 @observed("around")
+@guarded(Scope.READ)
 async def around(request: Request) -> Response:
     state = _state(request)
     _reject_unknown_query(request, {"mode", "n"})
@@ -299,8 +376,7 @@ async def _ranker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RankerError)
     if exc.status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
-    errors = exc.errors if isinstance(exc, InvalidInput) else ()
-    return problem(exc.status, exc.title, exc.detail, errors, exc.headers)
+    return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -315,7 +391,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
 
 
-_TITLES = {404: "Not found", 405: "Method not allowed"}
+_TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:

@@ -16,9 +16,12 @@ from typing import Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
+from ranker.auth import KeyRing
 from ranker.models import Limits
 from ranker.ranking import Ranking
+from ranker.ratelimit import RateLimits
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker")
@@ -42,6 +45,8 @@ class AppState:
     redis: Redis
     ranking: Ranking
     limits: Limits
+    keys: KeyRing
+    rate_limits: RateLimits
 
 
 def redis_client(settings: Settings) -> Redis:
@@ -60,15 +65,26 @@ def create_app(
     settings: Settings | None = None, background: Sequence[BackgroundService] = ()
 ) -> Starlette:
     """The ASGI app; ``background`` services run for as long as the app does."""
-    from ranker.api import exception_handlers, routes
+    from ranker.api import RequestLimits, exception_handlers, routes
 
     settings = settings or Settings()
+    keys = KeyRing.from_settings(settings)
+    if not keys:
+        raise ValueError(
+            "no API key is configured: set RANKER_API_KEYS or RANKER_API_KEY_FILE "
+            "(`ranker dev` and `make run` make a development key)"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = redis_client(settings)
         app.state.ranker = AppState(
-            settings, redis, Ranking(redis, settings), Limits.from_settings(settings)
+            settings,
+            redis,
+            Ranking(redis, settings),
+            Limits.from_settings(settings),
+            keys,
+            RateLimits(redis, settings),
         )
         stop = asyncio.Event()
         tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]
@@ -85,7 +101,18 @@ def create_app(
                     task.cancel()
             await redis.aclose()
 
-    app = Starlette(routes=routes(), exception_handlers=exception_handlers(), lifespan=lifespan)
+    app = Starlette(
+        routes=routes(),
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+        middleware=[
+            Middleware(
+                RequestLimits,
+                max_url_bytes=settings.max_url_bytes,
+                max_header_bytes=settings.max_header_bytes,
+            )
+        ],
+    )
     # A path with a trailing slash is not ours: a 404 problem, not a redirect to a guess.
     app.router.redirect_slashes = False
     return app

@@ -209,13 +209,40 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
 
     with local_stack(Path(".ranker")) as env:
         os.environ.update(env)
+        key, source = _development_key(Path(".ranker"))
         settings = Settings()
         for step in (migrate, _seed_if_empty(args)):
             if step(args, settings) != 0:
                 raise RankerError("could not prepare the local database")
-        print(f"\n  ranker is serving on http://{args.host}:{args.port}/  (Ctrl-C stops it)\n")
+        url = f"http://{args.host}:{args.port}"
+        print(
+            f"\n  ranker is serving on {url}/  (Ctrl-C stops it)\n"
+            f"  development API key (from {source}): {key}\n"
+            f"  curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+            f'       -d \'{{"user_id": 42, "score": 1500}}\' {url}/api/leaderboard/submit\n'
+        )
         args.workers, args.no_worker = 1, False
         return serve(args, settings)
+
+
+def _development_key(root: Path) -> tuple[str, str]:
+    """A key the service will accept for writes, and where it comes from: the first of
+    ``RANKER_API_KEYS`` when set, else the key file (``RANKER_API_KEY_FILE``, by default
+    ``<root>/api-key``, made with a fresh key the first time)."""
+    from ranker.auth import KeyRing, Scope, new_key, read_key_file, write_key_file
+
+    configured = Settings()
+    if configured.api_keys:
+        return configured.api_keys[0].get_secret_value(), "RANKER_API_KEYS"
+    path = (configured.api_key_file or root / "api-key").resolve()
+    if not path.exists():
+        write_key_file(path, new_key())
+    os.environ["RANKER_API_KEY_FILE"] = str(path)
+    KeyRing.from_settings(Settings())  # a malformed file stops here, before anything starts
+    for scope, key in read_key_file(path):
+        if scope is Scope.WRITE:
+            return key, str(path)
+    raise RankerError(f"{path} holds no write key")
 
 
 def _seed_if_empty(args: argparse.Namespace) -> Callable[[argparse.Namespace, Settings], int]:

@@ -13,6 +13,8 @@ class RankerError(Exception):
 
     status = 500
     title = "Internal error"
+    #: The fields (body fields, query or path parameters, headers) the problem is about.
+    errors: Sequence[FieldError] = ()
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -34,6 +36,50 @@ class InvalidInput(RankerError):
         super().__init__(detail)
         self.errors = list(errors)
         self.status = status
+
+
+class Unauthorized(RankerError):
+    """No API key, or not a known one (401: the client should authenticate)."""
+
+    status = 401
+    title = "Unauthorized"
+    errors = (FieldError(field="authorization", message="expected 'Bearer <API key>'"),)
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="ranker"'}
+
+
+class Forbidden(RankerError):
+    """A known API key whose scope does not allow the request."""
+
+    status = 403
+    title = "Forbidden"
+    errors = (FieldError(field="authorization", message="this key may not make this request"),)
+
+
+class TooManyRequests(RankerError):
+    """The caller went over its rate limit; it may try again after ``retry_after_s``."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int, limit: int, counted_by: str) -> None:
+        """``counted_by``: what names the caller, "authorization" (its key) or "client" (its
+        address)."""
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.limit = limit
+        self.errors = (FieldError(field=counted_by, message="this caller's budget is spent"),)
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {
+            "Retry-After": str(self.retry_after_s),
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(self.retry_after_s),
+        }
 
 
 class NotFound(RankerError):

@@ -8,9 +8,17 @@ Only validated names reach these functions: namespaces and game modes match
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from ranker.models import SESSION_ID_PATTERN
+from ranker.settings import NAME_PATTERN
+
 PREFIX = "ranker"
+# Checked again here, where input becomes a key name: a name that slipped past validation
+# (a bug) raises instead of reaching Redis as a key of someone else's or with a hash tag.
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
+_BOARD = re.compile(rf"^(global|mode:{NAME_PATTERN.strip('^$')})$")
 #: The consumer group of the write-behind worker on the events stream.
 WORKER_GROUP = "persist"
 
@@ -26,7 +34,10 @@ class Keys:
         return f"{PREFIX}:{{{self.namespace}}}"
 
     def board(self, board: str) -> str:
-        """The live sorted set of a board (member: user id, score: total)."""
+        """The live sorted set of a board (member: user id, score: total); ``ValueError`` for
+        a name that is not ``global`` or ``mode:<game mode>``."""
+        if not _BOARD.match(board):
+            raise ValueError(f"not a board name: {board!r}")
         return f"{self._base}:board:{board}"
 
     def temp(self, board: str) -> str:
@@ -38,7 +49,10 @@ class Keys:
         return f"{self._base}:delta:{board}"
 
     def seen(self, session_id: str) -> str:
-        """The idempotency key of one session (value: the event id it was accepted as)."""
+        """The idempotency key of one session (value: the event id it was accepted as);
+        ``ValueError`` for an id that does not match ``SESSION_ID_PATTERN``."""
+        if not _SESSION_ID.match(session_id):
+            raise ValueError(f"not a session id: {session_id!r}")
         return f"{self._base}:seen:{session_id}"
 
     @property

@@ -90,10 +90,22 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     )
     invalid = _problem("Invalid input; `errors` names each field")
     entries = {"type": "array", "items": _ref(Entry)}
+    # Every route may also answer these: keys, rate limits and the size of a request.
+    guarded: dict[str, Any] = {
+        "401": _problem("No API key, or not a known one (WWW-Authenticate: Bearer)"),
+        "403": _problem("The API key may not make this request (a read-only key writing)"),
+        "429": _problem("The caller's rate limit is spent (Retry-After says when to retry)"),
+    }
+    sized: dict[str, Any] = {
+        "414": _problem("The path and query are too long"),
+        "431": _problem("The headers are too large"),
+    }
+    reads_guarded: dict[str, Any] = {} if settings.public_reads else {"security": [{"apiKey": []}]}
     paths = {
         "/api/leaderboard/submit": {
             "post": {
                 "summary": "Submit one game session's score",
+                "security": [{"apiKey": []}],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(SubmitRequest)}},
@@ -105,41 +117,52 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "415": _problem("The body is not application/json"),
                     "422": invalid,
                     "503": unavailable,
+                    **guarded,
+                    **sized,
                 },
             }
         },
         "/api/leaderboard/top": {
             "get": {
                 "summary": "The best players of a board",
+                **reads_guarded,
                 "parameters": _params(settings, "limit", "mode"),
                 "responses": {
                     "200": _json(entries, "Best first; ties share a rank"),
                     "422": invalid,
                     "503": unavailable,
+                    **guarded,
+                    **sized,
                 },
             }
         },
         "/api/leaderboard/rank/{user_id}": {
             "get": {
                 "summary": "A player's total and rank",
+                **reads_guarded,
                 "parameters": _params(settings, "user_id", "mode"),
                 "responses": {
                     "200": _json(_ref(Standing), "The player's standing"),
                     "404": _problem("The player has no score on the board"),
                     "422": invalid,
                     "503": unavailable,
+                    **guarded,
+                    **sized,
                 },
             }
         },
         "/api/leaderboard/around/{user_id}": {
             "get": {
                 "summary": "The players just above and below a player",
+                **reads_guarded,
                 "parameters": _params(settings, "user_id", "n", "mode"),
                 "responses": {
                     "200": _json(entries, "Best first, the player included"),
                     "404": _problem("The player has no score on the board"),
                     "422": invalid,
                     "503": unavailable,
+                    **guarded,
+                    **sized,
                 },
             }
         },
@@ -176,5 +199,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "description": "Live game leaderboards: submit scores, read ranks.",
         },
         "paths": paths,
-        "components": {"schemas": _schemas(settings)},
+        "components": {
+            "schemas": _schemas(settings),
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: RANKER_API_KEYS or the key file",
+                }
+            },
+        },
     }

@@ -7,9 +7,10 @@ Every variable has the prefix ``RANKER_`` and a documented default (README, "Con
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: What a game mode, a namespace or a board suffix may look like: they become parts of Redis keys.
@@ -56,6 +57,32 @@ class Settings(BaseSettings):
         ge=1,
         description="Events waiting for PostgreSQL above which submit answers 503.",
     )
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), description="Comma-separated API keys that may submit (and read)."
+    )
+    read_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), description="Comma-separated API keys that may only read."
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="A file of API keys, one `<read|write> <key>` per line."
+    )
+    public_reads: bool = Field(
+        default=True, description="Whether reads (top, rank, around) need no API key."
+    )
+    write_rate_limit: str = Field(
+        default="1000/second",
+        description="Submissions allowed per API key (`N/second`, `N/minute`...); empty: none.",
+    )
+    read_rate_limit: str = Field(
+        default="",
+        description="Reads allowed per API key, or per client address without one; empty: none.",
+    )
+    max_header_bytes: int = Field(
+        default=8_192, ge=512, description="Largest total size of a request's headers (431)."
+    )
+    max_url_bytes: int = Field(
+        default=2_048, ge=64, description="Longest path plus query string of a request (414)."
+    )
     max_body_bytes: int = Field(default=4_096, ge=64, description="Largest request body.")
     top_limit_max: int = Field(
         default=100, ge=1, le=10_000, description="Largest `limit` of top (and 2x `n` of around)."
@@ -95,12 +122,26 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
-    @field_validator("game_modes", mode="before")
+    @field_validator("game_modes", "api_keys", "read_api_keys", mode="before")
     @classmethod
-    def _split_modes(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("write_rate_limit", "read_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"rate limit {value!r} is not like '100/second' or '10 per minute'"
+                ) from None
+        return value.strip()
 
     @field_validator("game_modes")
     @classmethod

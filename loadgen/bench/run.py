@@ -106,6 +106,7 @@ def load_config(
         warmup_s=0.0,
         players=bench.players,
         seed=rate or 1,
+        api_key=service.api_key,
     )
 
 

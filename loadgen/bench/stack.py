@@ -12,13 +12,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from ranker import devservers
+from ranker.auth import new_key
 from ranker.devenv import ensure_database
 
 #: PostgreSQL memory and WAL sized for a million players on this machine (a throwaway cluster:
@@ -39,11 +40,15 @@ class Stack:
 
     redis_url: str
     database_url: str
+    api_key: str = field(default_factory=new_key, repr=False)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a ranker process on this stack."""
+        """The environment of a ranker process on this stack. The write rate limit is far
+        above any load the benchmark offers: its check runs on every submission, as
+        deployed, but never refuses one."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RANKER_")}
         env |= {"RANKER_REDIS_URL": self.redis_url, "RANKER_DATABASE_URL": self.database_url}
+        env |= {"RANKER_API_KEYS": self.api_key, "RANKER_WRITE_RATE_LIMIT": "1000000/second"}
         return env | {"RANKER_LOG_LEVEL": "warning", **extra}
 
 
@@ -74,7 +79,15 @@ def ranker_command(stack: Stack, *args: str) -> Any:
 class Service:
     """An HTTP service in its own process: started, waited for, measured, stopped."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str], port: int, ready: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        port: int,
+        ready: str,
+        api_key: str | None = None,
+    ) -> None:
+        self.api_key = api_key  # what the load generator presents
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = Path(f"/tmp/ranker-bench-{port}.log")
@@ -88,7 +101,7 @@ class Service:
         """``ranker serve`` on a free port, once its boards are loaded."""
         port = devservers.free_port()
         argv = [sys.executable, "-m", "ranker", "serve", "--port", str(port), *args]
-        return cls(argv, stack.env(**env), port, "/readyz")
+        return cls(argv, stack.env(**env), port, "/readyz", stack.api_key)
 
     @classmethod
     def floor(cls, stack: Stack, board_key: str) -> Service:

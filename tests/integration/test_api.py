@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from persistence.worker import Worker
 from ranker.keys import Keys
 from ranker.settings import Settings
+from tests.fixtures.ranker import auth_headers
 
 
 async def submit(client: httpx.AsyncClient, **body: object) -> httpx.Response:
@@ -121,7 +122,9 @@ async def test_full_backlog_answers_503_with_retry_after(
     app = create_app(small)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://r") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://r", headers=auth_headers()
+        ) as http:
             refused = await submit(http, user_id=1, score=1)
             retry = await submit(http, user_id=1, score=1, session_id="x")
 

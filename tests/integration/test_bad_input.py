@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from persistence.worker import Worker
 from ranker.settings import Settings
-from tests.fixtures.ranker import snapshot
+from tests.fixtures.ranker import READ_KEY, WRITE_KEY, auth_headers, snapshot
 
 SUBMIT = "/api/leaderboard/submit"
 JSON = {"content-type": "application/json"}
@@ -114,6 +114,44 @@ CASES = [
     ("rank of non-number", "GET", "/api/leaderboard/rank/abc", None, {}, 422, "user_id"),
     ("rank of 2**63", "GET", "/api/leaderboard/rank/9223372036854775808", None, {}, 422, "user_id"),
     ("around n negative", "GET", "/api/leaderboard/around/1?n=-1", None, {}, 422, "n"),
+    # Who may write, and how much may be sent (the client's own key would be accepted).
+    (
+        "unknown API key",
+        "POST",
+        SUBMIT,
+        b'{"user_id": 1, "score": 5}',
+        {**JSON, "authorization": "Bearer not-a-key-of-this-service"},
+        401,
+        "authorization",
+    ),
+    (
+        "basic credentials",
+        "POST",
+        SUBMIT,
+        b'{"user_id": 1, "score": 5}',
+        {**JSON, "authorization": f"Basic {WRITE_KEY}"},
+        401,
+        "authorization",
+    ),
+    (
+        "read-only API key",
+        "POST",
+        SUBMIT,
+        b'{"user_id": 1, "score": 5}',
+        {**JSON, **auth_headers(READ_KEY)},
+        403,
+        "authorization",
+    ),
+    ("url too long", "GET", "/api/leaderboard/top?limit=1" + "&" * 2100, None, {}, 414, "url"),
+    (
+        "headers too large",
+        "POST",
+        SUBMIT,
+        b'{"user_id": 1, "score": 5}',
+        {**JSON, "x-padding": "p" * 9000},
+        431,
+        "headers",
+    ),
 ]
 
 

@@ -75,3 +75,38 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     for plot in ("latency-by-rate.png", "max-throughput.png", "worker-lag.png"):
         assert (out / plot).read_bytes().startswith(b"\x89PNG")
     assert "write-behind drain" in result.stdout
+
+
+def test_soak_runs_samples_memory_and_verifies(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadgen.bench.soak",
+            "--players",
+            "500",
+            "--rate",
+            "50",
+            "--duration",
+            "12",
+            "--warmup",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    figures = json.loads((tmp_path / "soak.json").read_text())
+    assert figures["load"]["count"] > 0 and figures["load"]["errors"] == {}
+    assert figures["verify"].startswith("ok: ")
+    assert len(figures["memory"]) >= 2
+    for group in ("api", "redis", "postgres"):
+        assert figures["trend"][group]["end_mb"] > 0, group
+    assert (tmp_path / "soak.png").read_bytes().startswith(b"\x89PNG")
+    assert "trend" in result.stdout and "verify: ok" in result.stdout

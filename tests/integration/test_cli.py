@@ -9,7 +9,7 @@ import httpx
 
 from ranker import devservers
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes
+from tests.fixtures.ranker import Processes, auth_headers
 from tests.fixtures.servers import create_database, database_url, drop_database
 
 
@@ -89,7 +89,9 @@ async def test_serve_with_two_api_processes_adds_up_their_metrics(
 ) -> None:
     url, _ = await processes.serve("--workers", "2", "--no-worker")
     # A new connection per request: the kernel hands them to either process.
-    async with httpx.AsyncClient(base_url=url, headers={"Connection": "close"}) as http:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Connection": "close", **auth_headers()}
+    ) as http:
         for n in range(20):
             body = {"user_id": 1 + n % 3, "score": 1, "session_id": f"mp-{n}"}
             assert (await http.post("/api/leaderboard/submit", json=body)).status_code == 200

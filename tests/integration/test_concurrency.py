@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes
+from tests.fixtures.ranker import Processes, auth_headers
 
 SUBMISSIONS = 2_000
 CONNECTIONS = 32
@@ -40,7 +40,7 @@ async def test_concurrent_submissions_for_one_player_are_all_counted(
     url, _ = await processes.serve()  # API and worker in one process, as deployed
     keys = Keys(settings.namespace)
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
-    async with aiohttp.ClientSession(url, connector=connector) as http:
+    async with aiohttp.ClientSession(url, connector=connector, headers=auth_headers()) as http:
         async with http.post(
             "/api/leaderboard/submit", json={"user_id": PLAYER, "score": 500}
         ) as r:

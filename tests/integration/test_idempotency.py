@@ -13,7 +13,7 @@ from persistence.worker import Worker
 from ranker.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, wait_for
 
 SUBMIT = "/api/leaderboard/submit"
 
@@ -42,7 +42,9 @@ async def test_retry_inside_the_window_counts_once_and_after_it_counts_again(
     body = {"user_id": 7, "score": 40, "session_id": "match-7"}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://r", headers=auth_headers()
+        ) as client:
             first = (await client.post(SUBMIT, json=body)).json()
             inside = (await client.post(SUBMIT, json=body)).json()
             await worker.drain()

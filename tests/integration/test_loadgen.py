@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loadgen.plot import write_plot
 from loadgen.runner import LoadConfig, LoadResult, run_load
-from tests.fixtures.ranker import ROOT, Processes
+from tests.fixtures.ranker import ROOT, WRITE_KEY, Processes
 
 PLAYERS = 40
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +31,7 @@ def smoke(url: str, workload: str, rate: float | None = 200.0, connections: int 
         warmup_s=0.2,
         players=PLAYERS,
         seed=3,
+        api_key=WRITE_KEY,
     )
 
 
@@ -78,7 +79,7 @@ async def test_the_command_reports_and_exits_0_against_ranker(
     # stalls nothing that matters.
     done = subprocess.run(
         [sys.executable, "-m", "loadgen", *argv],
-        env=dict(os.environ),
+        env=dict(os.environ, RANKER_API_KEY=WRITE_KEY),  # the key, as an operator would pass it
         cwd=ROOT,
         capture_output=True,
         text=True,

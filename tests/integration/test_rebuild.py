@@ -24,7 +24,7 @@ from ranker.keys import WORKER_GROUP, Keys
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, wait_for
 
 
 @pytest.fixture
@@ -36,7 +36,9 @@ def own_redis_url() -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def http(url: str) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=32)) as session:
+    async with aiohttp.ClientSession(
+        url, connector=aiohttp.TCPConnector(limit=32), headers=auth_headers()
+    ) as session:
         yield session
 
 

@@ -10,7 +10,7 @@ from persistence.stream import unpersisted
 from ranker.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import wait_for
+from tests.fixtures.ranker import auth_headers, wait_for
 
 
 async def test_worker_and_watchdog_run_beside_the_api_and_stop_with_it(
@@ -20,7 +20,9 @@ async def test_worker_and_watchdog_run_beside_the_api_and_stop_with_it(
     app = create_app(settings, [Persistence(settings)])
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://r", headers=auth_headers()
+        ) as client:
 
             async def ready() -> bool:
                 return (await client.get("/readyz")).status_code == 200

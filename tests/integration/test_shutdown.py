@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, wait_for
 
 
 async def test_sigterm_finishes_requests_and_the_worker_batch(
@@ -41,7 +41,9 @@ async def test_sigterm_finishes_requests_and_the_worker_batch(
             except aiohttp.ClientError:
                 return  # the server is going away: this one was not acknowledged
 
-    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=16)) as http:
+    async with aiohttp.ClientSession(
+        url, connector=aiohttp.TCPConnector(limit=16), headers=auth_headers()
+    ) as http:
         senders = [asyncio.create_task(sender(i, http)) for i in range(16)]
 
         async def flowing() -> bool:

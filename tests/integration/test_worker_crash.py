@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes
+from tests.fixtures.ranker import Processes, auth_headers
 
 CONNECTIONS = 32
 RETRY_EVERY = 10  # one session in ten is sent twice, as a client retrying after a timeout
@@ -29,7 +29,7 @@ async def submit_all(url: str, rng: random.Random, submissions: int) -> dict[str
     accepted: dict[str, str] = {}
     plan = [(f"s{n}", rng.randint(1, 500), rng.randint(1, 100)) for n in range(submissions)]
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
-    async with aiohttp.ClientSession(url, connector=connector) as http:
+    async with aiohttp.ClientSession(url, connector=connector, headers=auth_headers()) as http:
 
         async def connection(index: int) -> None:
             for session_id, user_id, score in plan[index::CONNECTIONS]:

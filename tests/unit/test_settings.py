@@ -55,5 +55,9 @@ def test_the_readme_documents_every_setting_with_its_default() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name, field in Settings.model_fields.items():
         default = field.default
-        shown = ",".join(default) if isinstance(default, tuple) else str(default)
-        assert f"| `RANKER_{name.upper()}` | `{shown}` |" in readme, name
+        if isinstance(default, tuple):
+            shown = ",".join(default)
+        else:
+            shown = "" if default is None else str(default)
+        cell = f"`{shown}`" if shown else "(none)"
+        assert f"| `RANKER_{name.upper()}` | {cell} |" in readme, name
