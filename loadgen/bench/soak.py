@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from redis.asyncio import Redis
 
 from loadgen.bench.run import phase
 from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
@@ -71,29 +72,53 @@ async def soak(stack: Stack, api: Service, config: LoadConfig) -> dict[str, Any]
             samples.append(row)
             await asyncio.sleep(SAMPLE_EVERY_S)
 
+    redis = Redis.from_url(stack.redis_url)
+    before = await redis_data(redis)
     sampler = asyncio.create_task(sample())
     try:
         result = await run_load(config)
     finally:
         sampler.cancel()
-    return {"load": result.to_dict(), "memory": samples, "groups": list(groups)}
+    after = await redis_data(redis)
+    await redis.aclose()
+    return {
+        "load": result.to_dict(),
+        "memory": samples,
+        "groups": list(groups),
+        "redis_data": {"before": before, "after": after},
+    }
+
+
+async def redis_data(redis: Redis) -> dict[str, int]:
+    """Redis's own account of its data: keys and bytes (what its memory growth is made of)."""
+    info = await redis.info("memory")
+    return {"keys": int(await redis.dbsize()), "used_memory": int(info["used_memory"])}
 
 
 def trends(memory: list[dict[str, float]], warmup_s: float, groups: list[str]) -> dict[str, Any]:
-    """Per process group: memory at the start and end of the measured part, and its slope."""
+    """Per process group: memory at the start and end of the measured part, and its slope over
+    all of it and over its second half (a leak keeps growing; a warm-up levels off)."""
     measured = [row for row in memory if row["t"] >= warmup_s]
+    second_half = measured[len(measured) // 2 :]
     out: dict[str, Any] = {}
     for name in groups:
-        times = [row["t"] / 3600 for row in measured]
         values = [row[name] for row in measured]
-        slope = statistics.linear_regression(times, values).slope if len(values) > 2 else 0.0
         out[name] = {
             "start_mb": values[0],
             "end_mb": values[-1],
             "max_mb": max(values),
-            "slope_mb_per_hour": slope,
+            "slope_mb_per_hour": _slope(measured, name),
+            "second_half_slope_mb_per_hour": _slope(second_half, name),
         }
     return out
+
+
+def _slope(rows: list[dict[str, float]], name: str) -> float:
+    """Least-squares slope of ``name`` over time, MB per hour (0 for fewer than 3 samples)."""
+    if len(rows) < 3:
+        return 0.0
+    hours = [row["t"] / 3600 for row in rows]
+    return statistics.linear_regression(hours, [row[name] for row in rows]).slope
 
 
 def plot(memory: list[dict[str, float]], groups: list[str], path: Path) -> None:
@@ -158,8 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, trend in figures["trend"].items():
         print(
             f"{name:9} memory {trend['start_mb']:.1f} -> {trend['end_mb']:.1f} MB "
-            f"(max {trend['max_mb']:.1f}), trend {trend['slope_mb_per_hour']:+.1f} MB/hour"
+            f"(max {trend['max_mb']:.1f}), trend {trend['slope_mb_per_hour']:+.1f} MB/hour, "
+            f"over the second half {trend['second_half_slope_mb_per_hour']:+.1f} MB/hour"
         )
+    data = figures["redis_data"]
+    submissions = load["kind_counts"].get("submit", 0)
+    grown = data["after"]["used_memory"] - data["before"]["used_memory"]
+    print(
+        f"redis data: {data['before']['keys']} -> {data['after']['keys']} keys, "
+        f"+{grown / 2**20:.1f} MB for {submissions} submissions "
+        f"({grown / max(1, submissions):.0f} B each: idempotency keys live "
+        f"RANKER_IDEMPOTENCY_TTL_S, new board members)"
+    )
     print(f"verify: {figures['verify']}")
     return 0 if not load["errors"] and figures["verify"].startswith("ok") else 1
 

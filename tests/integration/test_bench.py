@@ -110,3 +110,6 @@ def test_soak_runs_samples_memory_and_verifies(tmp_path: Path) -> None:
         assert figures["trend"][group]["end_mb"] > 0, group
     assert (tmp_path / "soak.png").read_bytes().startswith(b"\x89PNG")
     assert "trend" in result.stdout and "verify: ok" in result.stdout
+    # The submissions left their idempotency keys behind: Redis's data grew by them.
+    data = figures["redis_data"]
+    assert data["after"]["keys"] > data["before"]["keys"], data
