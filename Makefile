@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-unit test-integration test-slow lint format bench bench-quick soak up down clean
+.PHONY: run test test-unit test-integration test-slow fuzz lint format bench bench-quick soak up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-integration: $(STAMP)
 ## test-slow: the long variants (marked slow)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+## fuzz: schemathesis on every API operation, 2,000 cases per operation and caller (-s: counts)
+fuzz: $(STAMP)
+	RANKER_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest tests/integration/test_fuzz.py -s
 
 ## bench: 1M players / 5M sessions on a fresh local stack; writes BENCHMARKS.md and benchmarks/
 bench: $(STAMP)

@@ -50,6 +50,16 @@ class SubmitRequest(BaseModel):
         "is not counted again. Made by the service when absent.",
     )
 
+    @field_validator("user_id", "score", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        # JSON does not tell 1.0 from 1 (nor does the schema's "integer"): a number without a
+        # fractional part is that integer, up to 2**53, where doubles stop being exact. Any
+        # other float, a bool or a string is left for the strict check to refuse.
+        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+            return int(value)
+        return value
+
     @field_validator("score")
     @classmethod
     def _score_in_bounds(cls, value: int, info: ValidationInfo) -> int:

@@ -28,7 +28,11 @@ def test_a_minimal_submission_is_accepted() -> None:
     [
         (b'{"user_id": 1, "score": 101}', "score"),
         (b'{"user_id": 1, "score": 1, "game_mode": "duo"}', "game_mode"),
-        (b'{"user_id": 1.0, "score": 1}', "user_id"),
+        (b'{"user_id": 1.5, "score": 1}', "user_id"),
+        (b'{"user_id": 9007199254740994.0, "score": 1}', "user_id"),
+        (b'{"user_id": true, "score": 1}', "user_id"),
+        (b'{"user_id": "1", "score": 1}', "user_id"),
+        (b'{"user_id": 1, "score": 2.5}', "score"),
         (b'{"user_id": 1, "score": 1, "extra": 0}', "extra"),
         (b'{"user_id": 1, "score": 1, "session_id": "../../x"}', "session_id"),
     ],
@@ -38,3 +42,16 @@ def test_each_violation_names_its_field(body: bytes, field: str) -> None:
         parse(body)
 
     assert [err["loc"][0] for err in caught.value.errors()] == [field]
+
+
+@pytest.mark.parametrize(
+    ("body", "user_id", "score"),
+    [(b'{"user_id": 7.0, "score": 5.0}', 7, 5), (b'{"user_id": 1e3, "score": 1E1}', 1000, 10)],
+)
+def test_whole_numbers_written_as_decimals_are_those_integers(
+    body: bytes, user_id: int, score: int
+) -> None:
+    # JSON, and the schema's "integer", do not tell 7.0 from 7.
+    request = parse(body)
+    assert (request.user_id, request.score) == (user_id, score)
+    assert type(request.user_id) is int and type(request.score) is int
