@@ -18,8 +18,10 @@ from sql import query
 POOL_TIMEOUT_S = 5.0
 #: How long the pool retries one failing connection attempt (backing off from 1 s, doubling)
 #: before it gives up; the next request starts a fresh attempt. Kept short so that a pool
-#: whose server was down for minutes reconnects within seconds of its return.
-RECONNECT_TIMEOUT_S = 3.0
+#: whose server was down for minutes reconnects within seconds of its return, and no shorter
+#: than POOL_TIMEOUT_S: an attempt given up while a caller still waits leaves a gap in which
+#: nothing tries to reconnect.
+RECONNECT_TIMEOUT_S = POOL_TIMEOUT_S
 
 
 @contextlib.contextmanager

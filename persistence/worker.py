@@ -77,21 +77,35 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Persist batches until ``stop`` is set; outages of Redis or PostgreSQL are waited out
-        with backoff, and the batch in hand is committed and acknowledged before returning."""
+        with backoff, and the batch in hand is committed and acknowledged before returning.
+        The backlog and lag gauges are sampled all the while, outages included."""
         await self._with_retries(lambda: ensure_group(self.redis, self.keys), stop)
-        next_sample = 0.0
+        # Sampled beside the steps, not between them: while PostgreSQL is down one step retries
+        # for as long as the outage lasts, and the gauges would freeze just when they matter.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._sample_until(stop))
+            group.create_task(self._persist_until(stop))
+
+    async def _persist_until(self, stop: asyncio.Event) -> None:
         linger_s = self.settings.worker_linger_ms / 1000
         while not stop.is_set():
             handled = await self._with_retries(
                 lambda: self.step(self.settings.worker_block_ms), stop
             )
-            if time.monotonic() >= next_sample:
-                next_sample = time.monotonic() + SAMPLE_INTERVAL_S
-                await self._with_retries(self.sample, stop)
             if handled and handled < self.settings.worker_batch_size:
                 # Caught up: let the next batch gather rather than pay a transaction and a
                 # dozen round trips for every few events (the lag this adds is the linger).
                 await pause(stop, linger_s)
+
+    async def _sample_until(self, stop: asyncio.Event) -> None:
+        """``sample`` every ``SAMPLE_INTERVAL_S`` until ``stop``; a Redis that cannot answer
+        now is skipped (the steps wait out and log the outage)."""
+        while not stop.is_set():
+            try:
+                await self.sample()
+            except (RedisUnavailable, ResponseError) as exc:  # ResponseError: group just gone
+                log.debug("could not sample the backlog: %s", exc)
+            await pause(stop, SAMPLE_INTERVAL_S)
 
     async def sample(self) -> None:
         """Set the backlog and lag gauges (what ``/metrics`` tells operators of write-behind)."""

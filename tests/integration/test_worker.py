@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence.database import pool_for
-from persistence.migrate import migrate
 from persistence.stream import ensure_group, unpersisted
 from persistence.verify import Verifier
 from persistence.worker import Worker
@@ -85,25 +81,6 @@ async def test_a_player_row_is_made_once_for_each_new_player(
         with_totals = [row[0] for row in await cur.fetchall()]
     assert [user_id for user_id, _ in players] == with_totals == list(range(1, 8))
     assert dict(players)[3] == "known"
-
-
-@pytest.fixture
-def own_postgres_dir() -> Iterator[Path]:
-    """A data directory the `postgres` user can reach (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ranker-pg-"))
-    path.chmod(0o755)
-    yield path / "data"
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def own_database(own_postgres_dir: Path) -> AsyncIterator[tuple[Path, int, str]]:
-    """A migrated database on a PostgreSQL server of the test's own, stopped afterwards."""
-    port = devservers.free_port()
-    with devservers.postgres_server(own_postgres_dir, port) as server:
-        async with await psycopg.AsyncConnection.connect(server.url, autocommit=True) as conn:
-            await migrate(conn)
-    yield own_postgres_dir, port, server.url
 
 
 async def test_postgres_down_for_a_while_loses_nothing(
