@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
@@ -57,6 +60,12 @@ def redis_client(settings: Settings) -> Redis:
         timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
+        # A pooled connection that died while idle (Redis restarted, a proxy or the network
+        # cut it) fails on its next use: one immediate retry on a fresh connection keeps that
+        # from failing a request once Redis is back. Only for connection errors, not timeouts,
+        # so a stalled Redis still fails within the timeout. Safe for submit too: a retried
+        # submission is recognised by its session id and counted once.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
