@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from ranker import metrics
 from ranker.app import AppState
 from ranker.auth import Scope
-from ranker.errors import InvalidInput, RankerError, RedisUnavailable
+from ranker.errors import InvalidInput, RankerError, RedisUnavailable, Unavailable
 from ranker.models import USER_ID_MAX, FieldError, Problem, SubmitRequest
 from ranker.openapi import openapi_document
 from ranker.ratelimit import ADDRESS
@@ -374,7 +374,12 @@ def routes() -> list[BaseRoute]:
 
 async def _ranker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RankerError)
-    if exc.status >= 500:
+    if isinstance(exc, Unavailable):
+        # Expected while Redis is away, a rebuild runs or the backlog is full: one line per
+        # request would flood the logs in an outage. The metrics count them; the worker and the
+        # watchdog log the outage itself.
+        log.debug("%s %s: %s", request.method, request.url.path, exc.detail)
+    elif exc.status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
     return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
 
