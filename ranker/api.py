@@ -129,31 +129,22 @@ class RequestLimits:
         self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            url_bytes = len(scope.get("raw_path") or scope["path"].encode())
-            url_bytes += len(scope.get("query_string", b""))
-            header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
-            response = None
-            if url_bytes > self.max_url_bytes:
-                limit = self.max_url_bytes
-                response = problem(
-                    414,
-                    "URI too long",
-                    f"the path and query exceed {limit} bytes",
-                    [FieldError(field="url", message=f"at most {limit} bytes")],
-                )
-            elif header_bytes > self.max_header_bytes:
-                limit = self.max_header_bytes
-                response = problem(
-                    431,
-                    "Request header fields too large",
-                    f"the headers exceed {limit} bytes",
-                    [FieldError(field="headers", message=f"at most {limit} bytes in all")],
-                )
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        refusal = self._refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        response = problem(refusal.status, refusal.title, refusal.detail, refusal.errors)
+        await response(scope, receive, send)
+
+    def _refusal(self, scope: Any) -> InvalidInput | None:
+        url_bytes = len(scope.get("raw_path") or scope["path"].encode())
+        url_bytes += len(scope.get("query_string", b""))
+        if url_bytes > self.max_url_bytes:
+            return _too_large("the path and query", "url", self.max_url_bytes, 414)
+        header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            return _too_large("the headers", "headers", self.max_header_bytes, 431)
+        return None
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -170,20 +161,21 @@ async def read_body(request: Request, limit: int) -> bytes:
         )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _too_large("the body", "body", limit, 413)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise _too_large(limit)
+            raise _too_large("the body", "body", limit, 413)
     return bytes(body)
 
 
-def _too_large(limit: int) -> InvalidInput:
+def _too_large(what: str, field: str, limit: int, status: int) -> InvalidInput:
+    """413 (body), 414 (path and query) or 431 (headers): ``what`` is over ``limit`` bytes."""
     return InvalidInput(
-        f"the body exceeds {limit} bytes",
-        [FieldError(field="body", message=f"at most {limit} bytes")],
-        status=413,
+        f"{what} is over {limit} bytes",
+        [FieldError(field=field, message=f"at most {limit} bytes")],
+        status=status,
     )
 
 

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from persistence.stream import unpersisted
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, seeded_random, wait_for
 
 API_PROCESSES = 2
 SUBMITTERS = 8
@@ -254,9 +254,7 @@ async def test_api_and_worker_killed_again_and_again_lose_nothing(
     pool: AsyncConnectionPool,
     loaded: None,
 ) -> None:
-    seed = random.randrange(2**32)
-    print(f"random seed {seed}")
-    rng = random.Random(seed)
+    rng = seeded_random()
     settings = make_settings(worker_batch_size=200)
     processes.settings = settings
     started = [await processes.serve("--no-worker") for _ in range(API_PROCESSES)]

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers
+from tests.fixtures.ranker import Processes, auth_headers, seeded_random
 
 CONNECTIONS = 32
 RETRY_EVERY = 10  # one session in ten is sent twice, as a client retrying after a timeout
@@ -75,9 +75,7 @@ async def test_killed_workers_lose_nothing_and_count_nothing_twice(
     pool: AsyncConnectionPool,
     loaded: None,
 ) -> None:
-    seed = random.randrange(2**32)
-    print(f"random seed {seed}")
-    rng = random.Random(seed)
+    rng = seeded_random()
     settings = make_settings(worker_batch_size=200)
     processes.settings = settings
     url, _ = await processes.serve("--no-worker")
