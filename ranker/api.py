@@ -93,6 +93,7 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def wrapper(request: Request) -> Response:
             state = _state(request)
+            client = request.client.host if request.client else "unknown"
             caller: str | None = None
             if scope is Scope.WRITE or not state.settings.public_reads:
                 authorization = request.headers.get("authorization")
@@ -100,7 +101,6 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
                     caller = state.keys.authorize(authorization, scope).key_id
                 except RankerError as exc:
                     # For the audit trail; the detail names a key by its id, never the key.
-                    client = request.client.host if request.client else "unknown"
                     log.info(
                         "refused %s %s from %s: %s",
                         request.method,
@@ -110,7 +110,6 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
                     )
                     raise
             if state.rate_limits.limits(scope.value):
-                client = request.client.host if request.client else "unknown"
                 await state.rate_limits.spend(scope.value, caller or f"{ADDRESS}{client}")
             return await handler(request)
 
