@@ -238,8 +238,9 @@ def _development_key(root: Path) -> tuple[str, str]:
     if not path.exists():
         write_key_file(path, new_key())
     os.environ["RANKER_API_KEY_FILE"] = str(path)
-    KeyRing.from_settings(Settings())  # a malformed file stops here, before anything starts
-    for scope, key in read_key_file(path):
+    entries = read_key_file(path)
+    KeyRing(entries)  # a malformed key stops here, before anything starts
+    for scope, key in entries:
         if scope is Scope.WRITE:
             return key, str(path)
     raise RankerError(f"{path} holds no write key")

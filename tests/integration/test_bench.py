@@ -11,39 +11,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
-    out, markdown = tmp_path / "bench", tmp_path / "BENCHMARKS.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadgen.bench",
-            "--players",
-            "1000",
-            "--sessions",
-            "4000",
-            "--rates",
-            "100",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.2",
-            "--connections",
-            "4",
-            "--drain-events",
-            "1500",
-            "--repeats",
-            "2",
-            "--out",
-            str(out),
-            "--markdown",
-            str(markdown),
-        ],
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` from the project's root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
+    out, markdown = tmp_path / "bench", tmp_path / "BENCHMARKS.md"
+    result = run_module(
+        "loadgen.bench",
+        *("--players", "1000", "--sessions", "4000", "--rates", "100"),
+        *("--duration", "0.5", "--warmup", "0.2", "--connections", "4"),
+        *("--drain-events", "1500", "--repeats", "2"),
+        *("--out", str(out), "--markdown", str(markdown)),
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -78,27 +65,10 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
 
 
 def test_soak_runs_samples_memory_and_verifies(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadgen.bench.soak",
-            "--players",
-            "500",
-            "--rate",
-            "50",
-            "--duration",
-            "12",
-            "--warmup",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = run_module(
+        "loadgen.bench.soak",
+        *("--players", "500", "--rate", "50", "--duration", "12", "--warmup", "1"),
+        *("--out", str(tmp_path)),
     )
 
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]

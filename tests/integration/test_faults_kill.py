@@ -28,10 +28,10 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from persistence.stream import unpersisted
+from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, seeded_random, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, seeded_random, stored_sessions
 
 API_PROCESSES = 2
 SUBMITTERS = 8
@@ -265,15 +265,9 @@ async def test_api_and_worker_killed_again_and_again_lose_nothing(
     kills = await run_load(cluster, rng, duration_s, min_kills, tally)
     elapsed = time.monotonic() - began
 
-    keys = Keys(settings.namespace)
-
-    async def drained() -> bool:
-        return await unpersisted(redis, keys) == 0
-
-    await wait_for(drained, 120, "the last worker to drain the stream")
+    await wait_drained(redis, Keys(settings.namespace), 120)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT session_id, event_id::text FROM game_sessions")
-        stored = await cur.fetchall()
+        stored = await stored_sessions(conn)
     verify = await asyncio.to_thread(processes.run, "verify", "--wait-s", "60", "--deep")
 
     print(

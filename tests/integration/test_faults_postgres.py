@@ -25,7 +25,7 @@ from persistence.stream import unpersisted
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.own_postgres import PostgresSwitch
-from tests.fixtures.ranker import Processes, auth_headers, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, stored_sessions, wait_for
 
 #: How long PostgreSQL is down (the issue asks for 30 s).
 OUTAGE_S = 30.0
@@ -221,12 +221,6 @@ async def run_scenario(api: str, postgres: PostgresSwitch, url: str, timeline: T
     return sent
 
 
-async def stored_sessions(url: str) -> list[tuple[str, str]]:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        cur = await conn.execute("SELECT session_id, event_id::text FROM game_sessions")
-        return [(session_id, event_id) for session_id, event_id in await cur.fetchall()]
-
-
 def check_outage(timeline: Timeline, settings: Settings) -> None:
     """What the clients and the monitor saw while PostgreSQL was down."""
     t = timeline
@@ -296,7 +290,8 @@ async def test_postgres_down_for_30_s_while_submissions_run_at_a_steady_rate(
             return await unpersisted(redis, keys) == 0
 
         await wait_for(persisted, 30, "the worker to persist the last submissions")
-        stored = await stored_sessions(url)
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            stored = await stored_sessions(conn)
         verify = await asyncio.to_thread(
             processes.run, "verify", "--wait-s", "60", "--deep", settings=settings
         )

@@ -35,7 +35,7 @@ from ranker import devservers
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.proxy import TcpProxy
-from tests.fixtures.ranker import Processes, auth_headers, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, stored_sessions, wait_for
 
 #: The flow: submissions (unique session ids) and reads, paced over several connections.
 RATE_PER_S = 250
@@ -299,11 +299,10 @@ async def is_ready(url: str) -> bool:
         return response.status == 200
 
 
-async def stored_sessions(pool: AsyncConnectionPool) -> dict[str, list[str]]:
+async def sessions_by_id(pool: AsyncConnectionPool) -> dict[str, list[str]]:
     """``{session_id: [event_id, ...]}`` of every session in PostgreSQL."""
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT session_id, event_id::text FROM game_sessions")
-        rows = await cur.fetchall()
+        rows = await stored_sessions(conn)
     stored: dict[str, list[str]] = defaultdict(list)
     for session_id, event_id in rows:
         stored[session_id].append(event_id)
@@ -333,7 +332,7 @@ async def drain_and_verify(
     verify = functools.partial(processes.run, "verify", "--wait-s", "60", "--deep")
     result = await asyncio.to_thread(verify, settings=settings)
     assert result.returncode == 0, result.stdout + result.stderr
-    return await stored_sessions(pool)
+    return await sessions_by_id(pool)
 
 
 def check_log(processes: Processes, service: subprocess.Popen[bytes]) -> None:
@@ -386,13 +385,13 @@ async def test_redis_restarted_empty_under_load(
     async with Flow(url, "restart") as flow:
 
         async def warmed_up() -> bool:
-            return len(flow.accepted()) >= WARM_UP and bool(await stored_sessions(pool))
+            return len(flow.accepted()) >= WARM_UP and bool(await sessions_by_id(pool))
 
         await wait_for(warmed_up, 30, "submissions to be accepted and persisted")
         frozen_at, at_risk, backlog = await freeze_stream(own_redis.url, keys)
         crashed_at = time.monotonic()
         await asyncio.to_thread(own_redis.crash)
-        persisted_before = {e for events in (await stored_sessions(pool)).values() for e in events}
+        persisted_before = {e for events in (await sessions_by_id(pool)).values() for e in events}
         await asyncio.sleep(DOWN_S)  # Redis stays down a while: the outage the clients see
         # A new Redis listens, empty, from some moment during start(): from restart_at on,
         # any acceptance is the new Redis's.

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, seeded_random
+from tests.fixtures.ranker import Processes, auth_headers, seeded_random, stored_sessions
 
 CONNECTIONS = 32
 RETRY_EVERY = 10  # one session in ten is sent twice, as a client retrying after a timeout
@@ -90,8 +90,7 @@ async def test_killed_workers_lose_nothing_and_count_nothing_twice(
     processes.start("worker")
     await wait_drained(redis, Keys(settings.namespace), 120)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT session_id, event_id::text FROM game_sessions")
-        stored = await cur.fetchall()
+        stored = await stored_sessions(conn)
 
     assert kills >= 5
     assert len(accepted) == submissions
