@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-unit test-integration test-slow fuzz lint format bench bench-quick soak up down clean
+.PHONY: run shell test test-unit test-integration test-slow fuzz lint format bench bench-quick soak up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml
 	touch $@
 
 ## run: local Redis + PostgreSQL (data in .ranker/), demo board, API on http://127.0.0.1:8000
+##      (RANKER_PORT=8080 make run moves it)
 run: $(STAMP)
 	$(BIN)/ranker dev
+
+## shell: a shell with the venv's `ranker` on PATH and the environment of the running `make run`
+shell: $(STAMP)
+	@test -f .ranker/env || { echo "no .ranker/env: start 'make run' first"; exit 1; }
+	@echo "ranker commands now talk to the stack of 'make run' (exit leaves this shell)"
+	@. ./.ranker/env && PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/sh} -i
 
 ## test: unit tests (fakeredis) and integration tests (real servers the suite starts)
 test: $(STAMP)
@@ -49,10 +56,12 @@ soak: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m loadgen.bench --quick --out benchmarks/quick --markdown benchmarks/quick/BENCHMARKS.md
 
+## lint: ruff (rules and format), mypy --strict, and the import contracts of pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

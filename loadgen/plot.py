@@ -22,6 +22,8 @@ def write_plot(result: LoadResult, path: Path) -> None:
     which no response ended shows a rate of 0 and no latency point. The rate is drawn for
     the whole seconds of the window; the latency also for the partial second after it.
     """
+    # Imported here: matplotlib is slow to import and only plots need it; and the backend must
+    # be chosen before pyplot is imported.
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to a file only

@@ -25,9 +25,9 @@ from typing import Any
 import aiohttp
 
 from loadgen.config import LoadConfig
-from loadgen.report import verdict
 from loadgen.schedule import Schedule
 from loadgen.stats import Recorder
+from loadgen.verdict import verdict
 from loadgen.workload import JSON_HEADERS, Request, Workload
 
 __all__ = ["LoadConfig", "LoadResult", "run", "run_load"]
@@ -224,7 +224,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
 def run(config: LoadConfig) -> LoadResult:
     """``run_load`` on a fresh event loop: uvloop's when it is installed (less CPU per request)."""
     try:
-        import uvloop
+        import uvloop  # optional: not built for every platform
     except ImportError:
         return asyncio.run(run_load(config))
     return uvloop.run(run_load(config))

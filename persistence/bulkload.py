@@ -16,7 +16,7 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis
 
-from ranker.ranking import translate_redis_errors
+from ranker.connections import translate_redis_errors
 
 #: Commands sent and not yet answered: enough to keep Redis busy while the next is packed.
 WINDOW = 4

@@ -1,6 +1,6 @@
 """Rebuild a namespace's boards from PostgreSQL into shadow keys, then swap them in atomically.
 
-The protocol (DESIGN.md, "Rebuild protocol"): a flag with a generation id makes every
+The protocol (docs/design.md, "Rebuild protocol"): a flag with a generation id makes every
 submission also land in a per-board delta key and tags its stream entry; a REPEATABLE READ
 snapshot S is loaded into the shadow keys; then the stream is read and reconciled with S:
 
@@ -37,9 +37,9 @@ from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
 from persistence.stream import generation_of, parse_entry, trim_acknowledged
 from ranker import metrics
+from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
-from ranker.ranking import translate_redis_errors
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -104,7 +104,7 @@ class Rebuild:
                 await self._abandon(generation)
                 raise
             if swapped:
-                await trim_acknowledged(self.redis, self.keys, self.settings.rebuild_batch_size)
+                await trim_acknowledged(self.scripts, self.keys, self.settings.rebuild_batch_size)
                 duration = time.perf_counter() - started
                 metrics.rebuild_duration.observe(duration)
                 metrics.rebuild_members.set(counts[0])

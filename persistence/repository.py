@@ -9,6 +9,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection, sql
 
+from ranker import boards
 from sql import query
 
 
@@ -26,7 +27,7 @@ class Session:
     @property
     def boards(self) -> tuple[str, str]:
         """The boards the session counts on."""
-        return ("global", f"mode:{self.game_mode}")
+        return boards.of_session(self.game_mode)
 
 
 async def persist_sessions(conn: AsyncConnection, rows: Iterable[Sequence[bytes]]) -> int:

@@ -15,9 +15,10 @@ from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
+from ranker.connections import background_redis, translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
-from ranker.ranking import translate_redis_errors
+from ranker.scripts import Scripts
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker.service")
@@ -26,20 +27,12 @@ WATCH_INTERVAL_S = 1.0
 RESTART_DELAY_S = 1.0
 
 
-def background_redis(settings: Settings) -> Redis:
-    """A client for long blocking reads: its socket timeout outlasts ``worker_block_ms``."""
-    timeout = settings.redis_timeout_s + settings.worker_block_ms / 1000
-    return Redis.from_url(
-        settings.redis_url, socket_timeout=timeout, socket_connect_timeout=settings.redis_timeout_s
-    )
-
-
 async def watch_boards(
     settings: Settings, redis: Redis, pool: AsyncConnectionPool, stop: asyncio.Event
 ) -> None:
     """Rebuild the boards whenever the namespace's marker is missing (Redis started empty,
     was flushed or failed over to an empty replica), until ``stop`` is set."""
-    keys = Keys(settings.namespace)
+    keys, scripts = Keys(settings.namespace), Scripts.register(redis)
     while not stop.is_set():
         try:
             with translate_redis_errors():
@@ -50,7 +43,7 @@ async def watch_boards(
                 report = await Rebuild(settings, redis, pool).run()
                 log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
             elif not running:
-                await trim_leftovers(settings, redis, keys)
+                await trim_leftovers(settings, redis, keys, scripts)
         except RebuildBusy:
             pass
         except RankerError as exc:
@@ -69,12 +62,12 @@ async def supervise(job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> 
             await pause(stop, RESTART_DELAY_S)
 
 
-async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys) -> None:
+async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys, scripts: Scripts) -> None:
     """Delete entries that a rebuild kept but did not get to delete (it died after its swap):
     more entries in the stream than await persistence means some were left behind."""
     with translate_redis_errors():
         if await kept_after_persisting(redis, keys):
-            deleted = await trim_acknowledged(redis, keys, settings.rebuild_batch_size)
+            deleted = await trim_acknowledged(scripts, keys, settings.rebuild_batch_size)
             log.info("deleted %d persisted entries a rebuild left in the stream", deleted)
 
 

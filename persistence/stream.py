@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from persistence.repository import Session
+from ranker.connections import translate_redis_errors
 from ranker.keys import WORKER_GROUP, Keys
-from ranker.ranking import translate_redis_errors
 from ranker.scripts import Scripts
 
 Fields = Mapping[bytes, bytes]
@@ -96,10 +96,10 @@ def _as_int(value: object) -> int:
     return int(value) if isinstance(value, int | bytes | str) else 0
 
 
-async def trim_acknowledged(redis: Redis, keys: Keys, page_size: int) -> int:
+async def trim_acknowledged(scripts: Scripts, keys: Keys, page_size: int) -> int:
     """Delete the entries acknowledged while a rebuild kept them, page by page; returns how
     many. Stops at once (returning 0) while a rebuild runs: it still needs them."""
-    trim = Scripts.register(redis).trim_acked
+    trim = scripts.trim_acked
     deleted, start = 0, "-"
     while True:
         with translate_redis_errors():

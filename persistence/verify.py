@@ -19,9 +19,10 @@ from redis.asyncio import Redis
 from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.stream import unpersisted
+from ranker.connections import translate_redis_errors
 from ranker.errors import Unavailable
 from ranker.keys import Keys
-from ranker.ranking import to_int, translate_redis_errors
+from ranker.ranking import to_int
 from ranker.settings import Settings
 
 

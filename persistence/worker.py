@@ -27,9 +27,9 @@ from persistence.database import translate_db_errors
 from persistence.repository import persist_sessions
 from persistence.stream import StreamEntry, columns_of, ensure_group, lag_s, unpersisted
 from ranker import metrics
+from ranker.connections import translate_redis_errors
 from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
-from ranker.ranking import translate_redis_errors
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from ranker.cli import main
+from ranker.cli.main import main
 
 sys.exit(main())

@@ -118,3 +118,8 @@ class BacklogFull(Unavailable):
 
 class DatabaseError(RankerError):
     """PostgreSQL failed (outside the request path: worker, rebuild, commands)."""
+
+
+class ConfigurationError(RankerError, ValueError):
+    """The settings do not allow the service to start (no API key, say). A ``ValueError`` too:
+    like an invalid setting, it is the configuration that is wrong."""

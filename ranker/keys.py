@@ -3,7 +3,8 @@
 All keys of one namespace share the hash tag ``{<ns>}``, so a Lua script may touch any of them and
 Redis Cluster keeps them on one node. Lua scripts receive every key in KEYS and never build one.
 Only validated names reach these functions: namespaces and game modes match
-``settings.NAME_PATTERN``, session ids match ``models.SESSION_ID_PATTERN``.
+``boards.NAME_PATTERN``, session ids match ``models.SESSION_ID_PATTERN``. The layout is in
+docs/design.md, "Redis keys".
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ranker import boards
 from ranker.models import SESSION_ID_PATTERN
-from ranker.settings import NAME_PATTERN
 
 PREFIX = "ranker"
 # Checked again here, where input becomes a key name: a name that slipped past validation
 # (a bug) raises instead of reaching Redis as a key of someone else's or with a hash tag.
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
-_BOARD = re.compile(rf"^(global|mode:{NAME_PATTERN.strip('^$')})$")
 #: The consumer group of the write-behind worker on the events stream.
 WORKER_GROUP = "persist"
 
@@ -36,7 +36,7 @@ class Keys:
     def board(self, board: str) -> str:
         """The live sorted set of a board (member: user id, score: total); ``ValueError`` for
         a name that is not ``global`` or ``mode:<game mode>``."""
-        if not _BOARD.match(board):
+        if not boards.is_board(board):
             raise ValueError(f"not a board name: {board!r}")
         return f"{self._base}:board:{board}"
 
@@ -69,3 +69,9 @@ class Keys:
     def rebuild_flag(self) -> str:
         """Set (value: generation id, with a TTL) while a rebuild runs."""
         return f"{self._base}:rebuild"
+
+    @property
+    def rate_limits(self) -> str:
+        """The prefix of the rate limiter's counters (the ``limits`` library names the rest:
+        ``<prefix>:<kind>/<caller>/...``)."""
+        return f"{self._base}:limits"

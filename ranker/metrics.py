@@ -33,7 +33,8 @@ http_request_duration = Histogram(
 )
 submissions = Counter(
     "ranker_submissions_total",
-    "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full, error.",
+    "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full, "
+    "unavailable (Redis away), error.",
     ["outcome"],
 )
 backlog = Gauge(

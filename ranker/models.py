@@ -11,7 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from ranker.settings import NAME_PATTERN, Settings
+from ranker.boards import NAME_PATTERN
+from ranker.settings import Settings
 
 USER_ID_MAX = 2**63 - 1
 #: Session ids become part of a Redis key: a strict alphabet and a bounded length.

@@ -6,16 +6,14 @@ nothing scans a board on the request path.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redis import exceptions as redis_errors
-
-from ranker import metrics
-from ranker.errors import BacklogFull, NotFound, NotReady, RedisUnavailable
+from ranker import boards
+from ranker.connections import translate_redis_errors
+from ranker.errors import BacklogFull, NotFound, NotReady
 from ranker.keys import Keys
 from ranker.models import Entry, Standing, SubmitRequest, SubmitResponse
 from ranker.scripts import Scripts
@@ -24,15 +22,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from ranker.settings import Settings
-
-GLOBAL_BOARD = "global"
-#: Replies of a Redis that is up but cannot serve writes or reads right now.
-_TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
-
-
-def board_for(mode: str | None) -> str:
-    """The board name of a game mode (``None``: the global board)."""
-    return GLOBAL_BOARD if mode is None else f"mode:{mode}"
 
 
 def to_int(raw: bytes | str | int | float) -> int:
@@ -65,21 +54,6 @@ def ranked(flat: Sequence[bytes], first_rank: int = 1, first_position: int = 0) 
     return entries
 
 
-@contextlib.contextmanager
-def translate_redis_errors() -> Iterator[None]:
-    """Turn a Redis outage into ``RedisUnavailable`` (503); other errors are bugs and pass."""
-    try:
-        yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        metrics.redis_errors.inc()
-        raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
-    except redis_errors.ResponseError as exc:
-        metrics.redis_errors.inc()
-        if str(exc).startswith(_TRANSIENT_REPLIES):
-            raise RedisUnavailable(f"Redis cannot serve now: {exc}") from exc
-        raise
-
-
 class Ranking:
     """The operations of one namespace on one Redis client."""
 
@@ -99,14 +73,14 @@ class Ranking:
         """
         mode = request.game_mode or self.settings.default_game_mode
         session_id = request.session_id or uuid.uuid4().hex
-        boards = (GLOBAL_BOARD, board_for(mode))
+        counted_on = boards.of_session(mode)
         keys = [
             self.keys.seen(session_id),
             self.keys.events,
             self.keys.rebuild_flag,
             self.keys.marker,
-            *(self.keys.board(board) for board in boards),
-            *(self.keys.delta(board) for board in boards),
+            *(self.keys.board(board) for board in counted_on),
+            *(self.keys.delta(board) for board in counted_on),
         ]
         args: list[str | int] = [
             request.user_id,
@@ -137,17 +111,17 @@ class Ranking:
 
     async def rank(self, user_id: int, mode: str | None = None) -> Standing:
         """A player's total and rank; ``NotFound`` when the player has no score on the board."""
-        keys = [self.keys.marker, self.keys.board(board_for(mode))]
+        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]
         with translate_redis_errors():
             ready, total, rank = await self.scripts.rank(keys, [user_id])
         self._check_ready(ready)
         if total is None:
-            raise NotFound(f"player {user_id} has no score on board {board_for(mode)}")
+            raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
         return Standing(user_id=user_id, total_score=to_int(total), rank=int(rank))
 
     async def top(self, limit: int, mode: str | None = None) -> list[Entry]:
         """The ``limit`` best players of a board, best first (ties share a rank)."""
-        keys = [self.keys.marker, self.keys.board(board_for(mode))]
+        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]
         with translate_redis_errors():
             ready, flat = await self.scripts.top(keys, [limit])
         self._check_ready(ready)
@@ -155,14 +129,14 @@ class Ranking:
 
     async def around(self, user_id: int, side: int, mode: str | None = None) -> list[Entry]:
         """The player and up to ``side`` players above and below; ``NotFound`` if absent."""
-        keys = [self.keys.marker, self.keys.board(board_for(mode))]
+        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]
         with translate_redis_errors():
             ready, first_rank, first_position, flat = await self.scripts.around(
                 keys, [user_id, side]
             )
         self._check_ready(ready)
         if first_rank is None:
-            raise NotFound(f"player {user_id} has no score on board {board_for(mode)}")
+            raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
         return ranked(flat, int(first_rank), int(first_position))
 
     async def ready(self) -> bool:

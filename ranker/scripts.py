@@ -7,6 +7,7 @@ restarted or failed-over Redis is handled without our help.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ NAMES = (
 )
 
 
+@cache  # read once per process: every client that registers the scripts shares the text
 def source(name: str) -> str:
     """The text of one script; ``FileNotFoundError`` when there is no ``<name>.lua``."""
     return resources.files("ranker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")

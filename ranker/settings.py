@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: What a game mode, a namespace or a board suffix may look like: they become parts of Redis keys.
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+from ranker import boards
+from ranker.boards import NAME_PATTERN
+
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -120,7 +122,16 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After of 503 answers (rebuilding, backlog full)."
     )
-    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error."
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65_535,
+        validation_alias=AliasChoices("RANKER_PORT", "PORT"),
+        description="TCP port of `ranker serve` and `ranker dev` without --port. Alias PORT.",
+    )
 
     @field_validator("game_modes", "api_keys", "read_api_keys", mode="before")
     @classmethod
@@ -129,11 +140,14 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("write_rate_limit", "read_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
-        from limits import parse_many
-
         if value.strip():
             try:
                 parse_many(value)
@@ -176,4 +190,4 @@ class Settings(BaseSettings):
     @property
     def boards(self) -> tuple[str, ...]:
         """Every board of the namespace: ``global`` and one per game mode."""
-        return ("global", *(f"mode:{mode}" for mode in self.game_modes))
+        return boards.every_board(self.game_modes)

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from persistence import repository
 from persistence.bulkload import bulk_loader
 from persistence.stream import group_info, lag_s, unpersisted
+from ranker.boards import GLOBAL
 from ranker.keys import Keys
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
@@ -93,7 +94,7 @@ async def naive_rank(settings: Settings, players: int, duration_s: float) -> dic
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         while len(took) < 3 or time.perf_counter() - started < duration_s:
-            params = {"board": "global", "user_id": rng.randint(1, players)}
+            params = {"board": GLOBAL, "user_id": rng.randint(1, players)}
             before = time.perf_counter()
             await (await conn.execute(query("select_rank_by_window"), params)).fetchall()
             took.append(time.perf_counter() - before)

@@ -244,6 +244,7 @@ def _drain_section(r: dict[str, Any]) -> list[str]:
 
 
 def _plots(r: dict[str, Any], out: Path) -> list[Path]:
+    # Imported here: the backend must be chosen before pyplot is imported.
     import matplotlib
 
     matplotlib.use("Agg")

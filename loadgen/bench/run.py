@@ -4,6 +4,7 @@ dict that ``report`` turns into BENCHMARKS.md, a JSON file and plots."""
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 from loadgen.bench import measure
 from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
 from loadgen.runner import LoadConfig, run_load
+from ranker import boards
 from ranker.keys import Keys
 from ranker.settings import Settings
 
@@ -80,8 +82,6 @@ def phase(name: str) -> None:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    import os
-
     redis_version = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -179,7 +179,7 @@ def http_phase(
     sides of each ratio see the same moment of a machine whose speed drifts. Returns the
     ranker's figures and the floor app's (each with the ratio of every round)."""
     service = Service.ranker(stack)
-    floor = Service.floor(stack, Keys(settings.namespace).board("global"))
+    floor = Service.floor(stack, Keys(settings.namespace).board(boards.GLOBAL))
     figures: dict[str, Any] = {}
     floor_figures: dict[str, Any] = {}
     try:

@@ -122,6 +122,7 @@ def _slope(rows: list[dict[str, float]], name: str) -> float:
 
 
 def plot(memory: list[dict[str, float]], groups: list[str], path: Path) -> None:
+    # Imported here: the backend must be chosen before pyplot is imported.
     import matplotlib
 
     matplotlib.use("Agg")

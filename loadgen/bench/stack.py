@@ -18,9 +18,9 @@ from typing import Any
 
 import psutil
 
-from ranker import devservers
-from ranker.auth import new_key
-from ranker.devenv import ensure_database
+from ranker.api.auth import new_key
+from ranker.dev import servers as devservers
+from ranker.dev.stack import ensure_database
 
 #: PostgreSQL memory and WAL sized for a million players on this machine (a throwaway cluster:
 #: the benchmark measures ranker, not checkpoints of a 128 MB default buffer pool).

@@ -116,7 +116,7 @@ async def test_full_backlog_answers_503_with_retry_after(
     # The limit is the stream's length: fill it past the limit of a second app's settings.
     for user_id in range(1, 4):
         await submit(client, user_id=user_id, score=1)
-    from ranker.app import create_app
+    from ranker.api.app import create_app
 
     small = settings.model_copy(update={"max_backlog": 3})
     app = create_app(small)

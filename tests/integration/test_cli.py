@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 
-from ranker import devservers
+from ranker.dev import servers as devservers
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers
 from tests.fixtures.servers import create_database, database_url, drop_database

@@ -1,5 +1,5 @@
-"""Redis faults under load (DESIGN.md I1, I4): Redis restarted empty, and Redis out of reach for
-a few seconds (the connection cut, or the server paused). While Redis is away the API answers
+"""Redis faults under load (docs/design.md I1, I4): Redis restarted empty, and Redis out of reach
+for a few seconds (the connection cut, or the server paused). While Redis is away the API answers
 503 problem+json with Retry-After, quickly and never hanging; it recovers by itself; and it loses
 nothing it promised to keep.
 
@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from persistence.stream import unpersisted
 from persistence.verify import wait_drained
-from ranker import devservers
+from ranker.dev import servers as devservers
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.proxy import TcpProxy
@@ -363,7 +363,7 @@ async def test_redis_restarted_empty_under_load(
     """Redis is killed under load and a new, empty one starts on the same port: the service is
     not ready until its watchdog has rebuilt the boards from SQL, then serves again by itself.
 
-    What is promised (DESIGN.md): a 200 means "in Redis" (I4: "acknowledged means in Redis");
+    What is promised (docs/design.md): a 200 means "in Redis" (I4: "acknowledged means in Redis");
     PostgreSQL holds what the worker has persisted, and the events not yet persisted are the
     measured backlog. I1 names the faults it covers (retries, worker crashes, PostgreSQL down,
     rebuilds); the loss of Redis's data is not one of them. With a Redis that keeps nothing

@@ -37,8 +37,9 @@ from starlette.routing import Route
 from persistence import repository
 from persistence.verify import Verifier
 from persistence.worker import Worker
-from ranker.api import routes
-from ranker.app import AppState, create_app
+from ranker.api.app import create_app
+from ranker.api.routes import routes
+from ranker.api.state import AppState
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.settings import Settings

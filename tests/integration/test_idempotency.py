@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence.worker import Worker
-from ranker.app import create_app
+from ranker.api.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers, wait_for

@@ -17,12 +17,15 @@ from redis.asyncio import Redis
 from persistence import repository
 from persistence.rebuild import Rebuild
 from persistence.seed import seed
+from persistence.service import trim_leftovers
+from persistence.stream import unpersisted
 from persistence.verify import Verifier, wait_drained
 from persistence.worker import Worker
-from ranker import devservers
+from ranker.dev import servers as devservers
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
+from ranker.scripts import Scripts
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers, wait_for
 
@@ -280,9 +283,6 @@ async def test_rebuild_command_waits_for_a_running_rebuild_or_says_it_is_busy(
 async def test_entries_a_dead_rebuild_kept_are_trimmed_but_never_unpersisted_ones(
     settings: Settings, redis: Redis, pool: AsyncConnectionPool, worker: Worker, loaded: None
 ) -> None:
-    from persistence.service import trim_leftovers
-    from persistence.stream import unpersisted
-
     keys = Keys(settings.namespace)
     ranking = Ranking(redis, settings)
     await redis.set(keys.rebuild_flag, "died-after-its-swap", px=60_000)
@@ -294,7 +294,7 @@ async def test_entries_a_dead_rebuild_kept_are_trimmed_but_never_unpersisted_one
         await ranking.submit(SubmitRequest(user_id=2, score=1, session_id=f"u{n}"))
     kept = await redis.xlen(keys.events)
 
-    await trim_leftovers(settings, redis, keys)
+    await trim_leftovers(settings, redis, keys, Scripts.register(redis))
 
     assert kept == 35
     assert await redis.xlen(keys.events) == await unpersisted(redis, keys) == 5

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence.worker import Worker
-from ranker.app import create_app
+from ranker.api.app import create_app
 from ranker.settings import Settings
 from tests.fixtures.ranker import READ_KEY, WRITE_KEY, Processes, auth_headers, snapshot
 

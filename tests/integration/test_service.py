@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from persistence.service import Persistence
 from persistence.stream import unpersisted
-from ranker.app import create_app
+from ranker.api.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import auth_headers, wait_for

@@ -15,7 +15,7 @@ from persistence.database import pool_for
 from persistence.stream import ensure_group, unpersisted
 from persistence.verify import Verifier
 from persistence.worker import Worker
-from ranker import devservers
+from ranker.dev import servers as devservers
 from ranker.keys import Keys
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking

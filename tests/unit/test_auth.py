@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ranker import auth
-from ranker.auth import KeyRing, Scope, read_key_file, write_key_file
+from ranker.api import auth
+from ranker.api.auth import KeyRing, Scope, read_key_file, write_key_file
 from ranker.errors import Forbidden, Unauthorized
 from ranker.settings import Settings
 

@@ -17,10 +17,11 @@ import pytest
 from aiohttp import web
 
 from loadgen import cli
-from loadgen.report import format_report, verdict
+from loadgen.report import format_report
 from loadgen.runner import LoadConfig, run_load
 from loadgen.schedule import Schedule
 from loadgen.stats import Latencies, Recorder
+from loadgen.verdict import verdict
 from loadgen.workload import MixError, Workload, parse_mix
 from ranker.models import SubmitRequest
 

@@ -1,7 +1,7 @@
-"""Integration tests of ranker.devservers: each discovery method starts real servers.
+"""Integration tests of ranker.dev.servers: each discovery method starts real servers.
 
-A method that is not available on this machine fails its tests when CI is set (DESIGN.md: nothing
-is silently skipped) and skips them, with the reason, elsewhere.
+A method that is not available on this machine fails its tests when CI is set (docs/design.md:
+nothing is silently skipped) and skips them, with the reason, elsewhere.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import psycopg
 import pytest
 import redis
 
-from ranker import devservers
-from ranker.devservers import Server, ServiceUnavailable, free_port, postgres_server, redis_server
+from ranker.dev import postgres_local
+from ranker.dev.servers import Server, ServiceUnavailable, free_port, postgres_server, redis_server
 
 LOCAL_METHODS = ["binary", "embedded"]
 HOW = {
@@ -167,7 +167,7 @@ def test_server_stops_when_the_block_raises(monkeypatch: pytest.MonkeyPatch) -> 
 
 CHILD = """
 import sys, time
-from ranker.devservers import postgres_server, redis_server
+from ranker.dev.servers import postgres_server, redis_server
 with (redis_server if sys.argv[1] == "redis" else postgres_server)() as server:
     print(server.url, flush=True)
     time.sleep(300)
@@ -215,19 +215,39 @@ def test_docker_without_an_engine_is_unavailable(
             pass
 
 
-def test_root_needs_a_postgres_user_that_can_reach_the_data_dir(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("method", LOCAL_METHODS)
+def test_as_root_a_data_dir_postgres_cannot_reach_moves_where_it_can_and_stays_there(
+    method: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("RANKER_DEVSERVERS", method)
+    data_dir = tmp_path / "pg"  # pytest's tmp_path sits in a 0700 directory of its user's
+    with started(postgres_server(data_dir)) as server:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (n int)")
+            conn.execute("INSERT INTO kept VALUES (7)")
+        where = server.data_dir
+    try:
+        if os.geteuid() != 0:  # not root: PostgreSQL runs as this user, who reaches tmp_path
+            assert where == data_dir.resolve()
+            return
+        assert where is not None and where.is_relative_to(postgres_local.SHARED_ROOT)
+        assert not data_dir.exists()  # nothing half-made where the postgres user cannot go
+        with started(postgres_server(data_dir)) as again:  # the next run finds the same cluster
+            assert again.data_dir == where
+            with psycopg.connect(again.url) as conn:
+                assert conn.execute("SELECT n FROM kept").fetchall() == [(7,)]
+    finally:
+        if where is not None and where != data_dir.resolve():
+            shutil.rmtree(where.parent, ignore_errors=True)
+
+
+def test_root_needs_a_postgres_system_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RANKER_DEVSERVERS", "binary")
-    if os.geteuid() != 0:  # not root: PostgreSQL runs as this user, even under a 0700 parent
-        with started(postgres_server(tmp_path / "pg")) as server:
+    monkeypatch.setattr(postgres_local, "PG_USER", "no-such-user-ranker")
+    if os.geteuid() != 0:  # not root: PostgreSQL runs as this user; no other one is needed
+        with started(postgres_server()) as server:
             assert server.kind == "postgres"
         return
-    # pytest's tmp_path sits in a 0700 directory that the postgres user cannot traverse.
-    with pytest.raises(ServiceUnavailable, match="user postgres cannot write"):
-        with postgres_server(tmp_path / "pg"):
-            pass
-    monkeypatch.setattr(devservers, "PG_USER", "no-such-user-ranker")
     with pytest.raises(ServiceUnavailable, match="no 'no-such-user-ranker' system user"):
         with postgres_server():
             pass

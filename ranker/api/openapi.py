@@ -8,8 +8,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from ranker import __version__
+from ranker.boards import NAME_PATTERN
 from ranker.models import Entry, Problem, Standing, SubmitRequest, SubmitResponse
-from ranker.settings import NAME_PATTERN, Settings
+from ranker.settings import Settings
 
 _MODELS: tuple[type[BaseModel], ...] = (SubmitRequest, SubmitResponse, Standing, Entry, Problem)
 _REF = "#/components/schemas/{model}"
@@ -195,7 +197,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "ranker",
-            "version": "0.1.0",
+            "version": __version__,
             "description": "Live game leaderboards: submit scores, read ranks.",
         },
         "paths": paths,

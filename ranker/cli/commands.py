@@ -1,4 +1,8 @@
-"""The commands of the ``ranker`` CLI, one function each: ``(args, settings) -> exit status``."""
+"""The commands of the ``ranker`` CLI, one function each: ``(args, settings) -> exit status``.
+
+This is where the API and ``persistence`` meet: ``serve`` hands the worker and the watchdog to
+the app as a background service.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,50 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import psycopg
+import uvicorn
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
+from rich.progress import Progress
 
-from ranker.cli import run_until_signalled
-from ranker.errors import RankerError
+from persistence import repository
+from persistence.database import pool_for, translate_db_errors
+from persistence.migrate import migrate as apply_migrations
+from persistence.rebuild import Rebuild
+from persistence.seed import seed as generate
+from persistence.service import Persistence, workers
+from persistence.verify import Verifier, wait_drained
+from ranker.api.app import create_app, key_ring
+from ranker.api.state import BackgroundService
+from ranker.cli.serve import NO_WORKER_ENV
+from ranker.connections import background_redis
+from ranker.keys import Keys
+from ranker.metrics import MULTIPROC_ENV
 from ranker.settings import Settings
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """Run ``main(stop)`` on a new event loop; SIGTERM and SIGINT set ``stop``."""
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGTERM: a supervisor asks us to stop; SIGINT: Ctrl-C. Both finish the batch in hand.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await main(stop)
+
+    return asyncio.run(runner())
 
 
 @contextlib.asynccontextmanager
 async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncConnectionPool]]:
-    from persistence.database import pool_for
-    from persistence.service import background_redis
-
     # One-shot commands end with a one-line reason; the pool's own retry warnings would only
     # repeat it (long-running serve and worker keep them: they show an outage as it happens).
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
@@ -40,35 +69,37 @@ async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncCo
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the API (and, unless ``--no-worker``, the worker and the rebuild watchdog)."""
-    import uvicorn
+    """Run the API (and, unless ``--no-worker``, the worker and the rebuild watchdog).
 
-    from ranker.metrics import MULTIPROC_ENV as metrics_dir_env
-    from ranker.serve import NO_WORKER_ENV
-
+    One process serves the app built here from ``settings``. With ``--workers N`` uvicorn
+    starts N processes that each build theirs from the same environment (``ranker.cli.serve``);
+    the settings were checked here first, so a bad one stops ``serve`` before any starts.
+    """
+    options = {
+        "host": args.host,
+        "port": args.port or settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if args.workers == 1:
+        background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
+        uvicorn.run(create_app(settings, background), **options)
+        return 0
+    key_ring(settings)  # no key: one line here, not a traceback from every API process
     if args.no_worker:
         os.environ[NO_WORKER_ENV] = "1"
     with contextlib.ExitStack() as cleanup:
-        if args.workers > 1 and not os.environ.get(metrics_dir_env):
+        if not os.environ.get(MULTIPROC_ENV):
             # Each API process writes its metrics to this directory; /metrics adds them up.
             directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="ranker-metrics-"))
-            os.environ[metrics_dir_env] = directory
-        uvicorn.run(
-            "ranker.serve:app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=settings.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+            os.environ[MULTIPROC_ENV] = directory
+        uvicorn.run("ranker.cli.serve:app", factory=True, workers=args.workers, **options)
     return 0
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Persist the stream until SIGTERM/SIGINT (or, with ``--burst``, until it is drained)."""
-    from persistence.service import Persistence, workers
 
     async def run(stop: asyncio.Event) -> int:
         if args.burst:
@@ -85,17 +116,13 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Apply pending migrations."""
-    from persistence.database import translate_db_errors
-    from persistence.migrate import migrate as apply
 
     async def run() -> list[int]:
-        import psycopg
-
         with translate_db_errors():
             async with await psycopg.AsyncConnection.connect(
                 settings.database_url, autocommit=True
             ) as conn:
-                return await apply(conn)
+                return await apply_migrations(conn)
 
     applied = asyncio.run(run())
     print(f"applied migrations {applied}" if applied else "database schema is up to date")
@@ -104,7 +131,6 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Reload every board from PostgreSQL."""
-    from persistence.rebuild import Rebuild
 
     async def run() -> None:
         async with _connections(settings) as (redis, pool):
@@ -125,9 +151,6 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
     """Compare Redis with PostgreSQL once the worker has drained; 1 on any difference."""
-    from persistence import repository
-    from persistence.verify import Verifier, wait_drained
-    from ranker.keys import Keys
 
     async def run() -> int:
         async with _connections(settings) as (redis, pool):
@@ -152,11 +175,6 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def seed(args: argparse.Namespace, settings: Settings) -> int:
     """Generate demo data in PostgreSQL, then rebuild the boards."""
-    from rich.progress import Progress
-
-    from persistence import repository
-    from persistence.rebuild import Rebuild
-    from persistence.seed import seed as generate
 
     async def run() -> None:
         async with _connections(settings) as (redis, pool):
@@ -200,57 +218,3 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(run())
     return 0
-
-
-def dev(args: argparse.Namespace, settings: Settings) -> int:
-    """Local Redis and PostgreSQL under ``.ranker/`` (unless URLs are set), migrations, demo
-    data when the boards are empty, and the API; Ctrl-C stops all of it."""
-    from ranker.devenv import local_stack
-
-    with local_stack(Path(".ranker")) as env:
-        os.environ.update(env)
-        key, source = _development_key(Path(".ranker"))
-        settings = Settings()
-        for step in (migrate, _seed_if_empty(args)):
-            if step(args, settings) != 0:
-                raise RankerError("could not prepare the local database")
-        url = f"http://{args.host}:{args.port}"
-        print(
-            f"\n  ranker is serving on {url}/  (Ctrl-C stops it)\n"
-            f"  development API key (from {source}): {key}\n"
-            f"  curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
-            f'       -d \'{{"user_id": 42, "score": 1500}}\' {url}/api/leaderboard/submit\n'
-        )
-        args.workers, args.no_worker = 1, False
-        return serve(args, settings)
-
-
-def _development_key(root: Path) -> tuple[str, str]:
-    """A key the service will accept for writes, and where it comes from: the first of
-    ``RANKER_API_KEYS`` when set, else the key file (``RANKER_API_KEY_FILE``, by default
-    ``<root>/api-key``, made with a fresh key the first time)."""
-    from ranker.auth import KeyRing, Scope, new_key, read_key_file, write_key_file
-
-    configured = Settings()
-    if configured.api_keys:
-        return configured.api_keys[0].get_secret_value(), "RANKER_API_KEYS"
-    path = (configured.api_key_file or root / "api-key").resolve()
-    if not path.exists():
-        write_key_file(path, new_key())
-    os.environ["RANKER_API_KEY_FILE"] = str(path)
-    entries = read_key_file(path)
-    KeyRing(entries)  # a malformed key stops here, before anything starts
-    for scope, key in entries:
-        if scope is Scope.WRITE:
-            return key, str(path)
-    raise RankerError(f"{path} holds no write key")
-
-
-def _seed_if_empty(args: argparse.Namespace) -> Callable[[argparse.Namespace, Settings], int]:
-    def step(_: argparse.Namespace, settings: Settings) -> int:
-        seed_args = argparse.Namespace(
-            players=args.players, sessions=args.players * 5, if_empty=True, json=False
-        )
-        return seed(seed_args, settings)
-
-    return step

@@ -16,8 +16,9 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
+from ranker.connections import translate_redis_errors
 from ranker.errors import TooManyRequests
-from ranker.ranking import translate_redis_errors
+from ranker.keys import Keys
 from ranker.settings import Settings
 
 #: The prefix of a caller counted by its address (a public read without a key).
@@ -33,7 +34,7 @@ class RateLimits:
         storage = RedisStorage(
             "async+redis://",
             implementation="redispy",
-            key_prefix=f"ranker:{{{settings.namespace}}}:limits",
+            key_prefix=Keys(settings.namespace).rate_limits,
             **shared,
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)

@@ -1,5 +1,5 @@
-"""The last way ``ranker.devservers`` gets a server: a container, via testcontainers, when a
-Docker engine answers. Imported only when that method is tried (testcontainers is optional)."""
+"""The last way ``ranker.dev.servers`` gets a server: a container, via testcontainers, when a
+Docker engine answers (testcontainers is optional: imported only when this method is tried)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from ranker.devservers import (
-    _PG_FAST,
-    PG_USER,
-    START_TIMEOUT_S,
-    Server,
-    _client,
-    free_port,
-)
-from ranker.devservers import _Skip as Skip
+from ranker.dev.base import PG_FAST, PG_USER, START_TIMEOUT_S, Server, Skip, free_port, redis_client
 
 
 @contextlib.contextmanager
@@ -32,8 +24,8 @@ def container(
 ) -> Iterator[Server]:
     """redis:7 or postgres:N in a container published on 127.0.0.1 only; data_dir is mounted.
 
-    testcontainers is optional, hence imported here; its Ryuk reaper removes the container if
-    this process dies without stopping it.
+    testcontainers is optional, hence imported here, not at the top; its Ryuk reaper removes the
+    container if this process dies without stopping it.
     """
     try:
         from testcontainers.core.container import DockerContainer
@@ -60,7 +52,8 @@ def container(
             container.stop()
         raise Skip(f"{image} did not start ({type(exc).__name__}: {exc})") from exc
     try:
-        yield Server(_wait_url(kind, host_port), kind, "testcontainers")
+        where = data_dir.resolve() if data_dir is not None else None
+        yield Server(_wait_url(kind, host_port), kind, "testcontainers", where)
     finally:
         container.stop()
 
@@ -76,7 +69,7 @@ def _spec(
         return "redis:7", 6379, command, {}, "/data"
     marker = data_dir / "PG_VERSION" if data_dir else None
     major = marker.read_text().strip() if marker and marker.exists() else "16"
-    fast = [] if data_dir else [f"--{key}={value}" for key, value in _PG_FAST.items()]
+    fast = [] if data_dir else [f"--{key}={value}" for key, value in PG_FAST.items()]
     pgdata = "/var/lib/postgresql/data"  # pinned: the postgres:18 image moved its default
     env = {"POSTGRES_HOST_AUTH_METHOD": "trust", "PGDATA": pgdata}
     return f"postgres:{major}", 5432, ["postgres", "--max_connections=200", *fast], env, pgdata
@@ -91,7 +84,7 @@ def _wait_url(kind: str, port: int) -> str:
     while True:
         try:
             if kind == "redis":
-                with _client(port) as client:
+                with redis_client(port) as client:
                     client.ping()
             else:
                 psycopg.connect(url, connect_timeout=2).close()

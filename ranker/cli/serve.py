@@ -1,4 +1,8 @@
-"""The app factory uvicorn imports in every API process (``ranker serve``)."""
+"""The app factory each API process of ``ranker serve --workers N`` imports (N > 1).
+
+uvicorn starts those processes itself and can hand them only an import string, so each builds
+its settings from the environment it inherited: the one ``ranker serve`` already validated.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import os
 
 from starlette.applications import Starlette
 
-from ranker.app import BackgroundService, create_app
+from persistence.service import Persistence
+from ranker.api.app import create_app
+from ranker.api.state import BackgroundService
 from ranker.settings import Settings
 
 #: Set by ``ranker serve --no-worker``: API processes run neither the worker nor the watchdog.
@@ -14,12 +20,9 @@ NO_WORKER_ENV = "RANKER_SERVE_NO_WORKER"
 
 
 def app() -> Starlette:
-    """The API with the write-behind worker and the rebuild watchdog beside it."""
+    """The API, with the write-behind worker and the rebuild watchdog beside it."""
     settings = Settings()
     background: list[BackgroundService] = []
     if not os.environ.get(NO_WORKER_ENV):
-        # Imported here, not at the top: the request path never depends on the worker.
-        from persistence.service import Persistence
-
         background.append(Persistence(settings))
     return create_app(settings, background)

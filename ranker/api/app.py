@@ -1,0 +1,91 @@
+"""The Starlette application: its lifespan, its state and its background services.
+
+The app owns the Redis client and the live ranking. Background services (the write-behind worker
+and the rebuild watchdog, from ``persistence``) are handed in by ``ranker.cli``, so the request
+path never imports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from ranker.api.auth import KeyRing
+from ranker.api.edge import RequestLimits
+from ranker.api.problems import exception_handlers
+from ranker.api.ratelimit import RateLimits
+from ranker.api.routes import routes
+from ranker.api.state import AppState, BackgroundService
+from ranker.connections import request_redis
+from ranker.errors import ConfigurationError
+from ranker.models import Limits
+from ranker.ranking import Ranking
+from ranker.settings import Settings
+
+log = logging.getLogger("ranker")
+#: How long shutdown waits for background services to finish their current step.
+SHUTDOWN_GRACE_S = 10.0
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The deployment's API keys; ``ConfigurationError`` when there is none (an API anyone
+    could write to is never started by accident)."""
+    keys = KeyRing.from_settings(settings)
+    if not keys:
+        raise ConfigurationError(
+            "no API key is configured: set RANKER_API_KEYS or RANKER_API_KEY_FILE "
+            "(`ranker dev` and `make run` make a development key)"
+        )
+    return keys
+
+
+def create_app(settings: Settings, background: Sequence[BackgroundService] = ()) -> Starlette:
+    """The ASGI app; ``background`` services run for as long as the app does."""
+    keys = key_ring(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = request_redis(settings)
+        app.state.ranker = AppState(
+            settings,
+            redis,
+            Ranking(redis, settings),
+            Limits.from_settings(settings),
+            keys,
+            RateLimits(redis, settings),
+        )
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]
+        try:
+            yield
+        finally:
+            # In-flight requests have finished when uvicorn runs this; background services
+            # finish their current batch and acknowledge it before they return.
+            stop.set()
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                for task in late:
+                    log.warning("background service %s did not stop in time", task.get_name())
+                    task.cancel()
+            await redis.aclose()
+
+    app = Starlette(
+        routes=routes(),
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+        middleware=[
+            Middleware(
+                RequestLimits,
+                max_url_bytes=settings.max_url_bytes,
+                max_header_bytes=settings.max_header_bytes,
+            )
+        ],
+    )
+    # A path with a trailing slash is not ours: a 404 problem, not a redirect to a guess.
+    app.router.redirect_slashes = False
+    return app

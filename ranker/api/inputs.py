@@ -1,0 +1,107 @@
+"""Reading requests: the body, query and path values, each refused with a 422 (or 400, 413,
+415) problem that names the field."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from ranker.api.state import AppState
+from ranker.errors import InvalidInput
+from ranker.models import USER_ID_MAX, FieldError, SubmitRequest
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body: 415 unless it is JSON, 413 when it exceeds ``limit`` bytes."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise InvalidInput(
+            "the body must be application/json",
+            [FieldError(field="content-type", message="expected application/json")],
+            status=415,
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large("the body", "body", limit, 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large("the body", "body", limit, 413)
+    return bytes(body)
+
+
+def too_large(what: str, field: str, limit: int, status: int) -> InvalidInput:
+    """413 (body), 414 (path and query) or 431 (headers): ``what`` is over ``limit`` bytes."""
+    return InvalidInput(
+        f"{what} is over {limit} bytes",
+        [FieldError(field=field, message=f"at most {limit} bytes")],
+        status=status,
+    )
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """One ``FieldError`` per pydantic error, the field named by its dotted location."""
+    return [
+        FieldError(field=".".join(str(part) for part in err["loc"]) or "body", message=err["msg"])
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def parse_submit(body: bytes, state: AppState) -> SubmitRequest:
+    """Validate a submit body: 400 for a body that is not JSON, 422 for invalid fields."""
+    try:
+        return SubmitRequest.model_validate_json(body, context=state.limits)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise InvalidInput(
+                "the body is not valid JSON",
+                [FieldError(field="body", message="invalid JSON")],
+                status=400,
+            ) from None
+        names = ", ".join(sorted({e.field for e in errors}))
+        raise InvalidInput(f"invalid field(s): {names}", errors) from None
+
+
+def bounded_int(raw: str, field: str, low: int, high: int) -> int:
+    """``raw`` as an integer within ``low..high`` (ASCII digits only); 422 naming ``field``."""
+    # The length check keeps int() from parsing thousands of digits sent to waste our time.
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high:
+        return int(raw)
+    span = "1 to 2**63-1" if (low, high) == (1, USER_ID_MAX) else f"{low} to {high}"
+    raise InvalidInput(
+        f"{field} must be an integer from {span}",
+        [FieldError(field=field, message=f"an integer from {span}")],
+    )
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high`` (422 naming it otherwise)."""
+    raw = request.query_params.get(name)
+    return default if raw is None else bounded_int(raw, name, low, high)
+
+
+def query_mode(request: Request, state: AppState) -> str | None:
+    """The ``mode`` query parameter: one of the configured game modes, or absent (global)."""
+    mode = request.query_params.get("mode")
+    if mode is None or mode in state.settings.game_modes:
+        return mode
+    known = ", ".join(state.settings.game_modes)
+    raise InvalidInput(
+        f"unknown mode; one of: {known}", [FieldError(field="mode", message=f"one of: {known}")]
+    )
+
+
+def path_user_id(request: Request) -> int:
+    """The ``{user_id}`` path segment: an integer from 1 to 2**63-1."""
+    return bounded_int(request.path_params["user_id"], "user_id", 1, USER_ID_MAX)
+
+
+def reject_unknown_query(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter(s): {', '.join(unknown)}",
+            [FieldError(field=name, message="unknown parameter") for name in unknown],
+        )

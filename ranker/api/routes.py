@@ -1,0 +1,144 @@
+"""The HTTP routes (paths kept from the original service) and their handlers."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ranker import metrics
+from ranker.api.auth import Scope
+from ranker.api.guards import guarded, observed
+from ranker.api.inputs import (
+    parse_submit,
+    path_user_id,
+    query_int,
+    query_mode,
+    read_body,
+    reject_unknown_query,
+)
+from ranker.api.openapi import openapi_document
+from ranker.api.problems import JSON
+from ranker.api.state import state_of
+from ranker.errors import BacklogFull, InvalidInput, RankerError, RedisUnavailable
+
+
+@observed("submit")
+@guarded(Scope.WRITE)
+async def submit(request: Request) -> Response:
+    state = state_of(request)
+    try:
+        payload = parse_submit(await read_body(request, state.settings.max_body_bytes), state)
+    except InvalidInput:
+        metrics.submissions.labels("rejected").inc()
+        raise
+    try:
+        outcome = await state.ranking.submit(payload)
+    except RankerError as exc:
+        # By the error's class, not its status: Redis away and a full backlog are both 503s.
+        label = "backlog_full" if isinstance(exc, BacklogFull) else "error"
+        if isinstance(exc, RedisUnavailable):
+            label = "unavailable"
+        metrics.submissions.labels(label).inc()
+        raise
+    metrics.submissions.labels("duplicate" if outcome.duplicate else "accepted").inc()
+    # 200 for a first acceptance and a retry alike: clients of the original service check for it.
+    return JSON(outcome)
+
+
+@observed("top")
+@guarded(Scope.READ)
+async def top(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"limit", "mode"})
+    limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
+    return JSON(await state.ranking.top(limit, query_mode(request, state)))
+
+
+@observed("rank")
+@guarded(Scope.READ)
+async def rank(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"mode"})
+    user_id = path_user_id(request)
+    return JSON(await state.ranking.rank(user_id, query_mode(request, state)))
+
+
+@observed("around")
+@guarded(Scope.READ)
+async def around(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"mode", "n"})
+    user_id = path_user_id(request)
+    side = query_int(request, "n", 5, 0, state.settings.top_limit_max // 2)
+    return JSON(await state.ranking.around(user_id, side, query_mode(request, state)))
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers. Says nothing of Redis or PostgreSQL."""
+    return JSON({"status": "ok"})
+
+
+@observed("readyz")
+async def readyz(request: Request) -> Response:
+    """Readiness: Redis answers, the boards are loaded and the backlog is under its limit."""
+    state = state_of(request)
+    limit = state.settings.max_backlog
+    try:
+        loaded = await state.ranking.ready()
+        backlog = await state.ranking.backlog()
+    except RedisUnavailable as exc:
+        body = {"ready": False, "redis": "unreachable", "detail": exc.detail}
+        return JSON(body, status_code=503, headers={"Retry-After": "1"})
+    metrics.backlog.set(backlog)
+    ready = loaded and backlog < limit
+    body = {
+        "ready": ready,
+        "redis": "ok",
+        "boards_loaded": loaded,
+        "backlog": backlog,
+        "backlog_limit": limit,
+    }
+    return JSON(
+        body,
+        status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(state.settings.retry_after_s)},
+    )
+
+
+async def prometheus(request: Request) -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(openapi_document(state_of(request).settings))
+
+
+@functools.cache
+def _page() -> str:
+    return (
+        resources.files("ranker.api").joinpath("static", "index.html").read_text(encoding="utf-8")
+    )
+
+
+async def index(request: Request) -> Response:
+    return HTMLResponse(_page())
+
+
+def routes() -> list[BaseRoute]:
+    """Every route of the service (paths kept from the original service)."""
+    return [
+        Route("/api/leaderboard/submit", submit, methods=["POST"]),
+        Route("/api/leaderboard/top", top, methods=["GET"]),
+        Route("/api/leaderboard/rank/{user_id}", rank, methods=["GET"]),
+        Route("/api/leaderboard/around/{user_id}", around, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+    ]

@@ -1,0 +1,42 @@
+"""What the app holds while it runs, and the port through which background services join it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+
+from ranker.api.auth import KeyRing
+from ranker.api.ratelimit import RateLimits
+from ranker.models import Limits
+from ranker.ranking import Ranking
+from ranker.settings import Settings
+
+
+class BackgroundService(Protocol):
+    """Something that runs beside the API until ``stop`` is set, then returns."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+@dataclass
+class AppState:
+    """What request handlers use: settings, the Redis client and the ranking of the namespace."""
+
+    settings: Settings
+    redis: Redis
+    ranking: Ranking
+    limits: Limits
+    keys: KeyRing
+    rate_limits: RateLimits
+
+
+def state_of(request: Request) -> AppState:
+    """The state of the app serving ``request``."""
+    state: AppState = request.app.state.ranker
+    return state

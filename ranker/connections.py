@@ -1,0 +1,64 @@
+"""Connections to Redis, and the one place redis-py errors become ranker's own (the twin of
+``persistence/database.py`` for PostgreSQL).
+
+Two client recipes: ``request_redis`` for the API's request path (short timeouts, a bounded
+pool) and ``background_redis`` for the worker and the commands (long blocking stream reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ranker import metrics
+from ranker.errors import RedisUnavailable
+from ranker.settings import Settings
+
+#: Replies of a Redis that is up but cannot serve writes or reads right now.
+_TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
+
+
+@contextlib.contextmanager
+def translate_redis_errors() -> Iterator[None]:
+    """Turn a Redis outage into ``RedisUnavailable`` (503); other errors are bugs and pass."""
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        metrics.redis_errors.inc()
+        raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
+    except redis_errors.ResponseError as exc:
+        metrics.redis_errors.inc()
+        if str(exc).startswith(_TRANSIENT_REPLIES):
+            raise RedisUnavailable(f"Redis cannot serve now: {exc}") from exc
+        raise
+
+
+def request_redis(settings: Settings) -> Redis:
+    """A client whose calls fail within ``redis_timeout_s`` when Redis is away."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        # A pooled connection that died while idle (Redis restarted, a proxy or the network
+        # cut it) fails on its next use: one immediate retry on a fresh connection keeps that
+        # from failing a request once Redis is back. Only for connection errors, not timeouts,
+        # so a stalled Redis still fails within the timeout. Safe for submit too: a retried
+        # submission is recognised by its session id and counted once.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,)),
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+def background_redis(settings: Settings) -> Redis:
+    """A client for long blocking reads: its socket timeout outlasts ``worker_block_ms``."""
+    timeout = settings.redis_timeout_s + settings.worker_block_ms / 1000
+    return Redis.from_url(
+        settings.redis_url, socket_timeout=timeout, socket_connect_timeout=settings.redis_timeout_s
+    )
