@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from loadgen.plot import write_plot  # cheap: it imports matplotlib only to draw
 from loadgen.report import format_report
 from loadgen.runner import LoadConfig, run
 from loadgen.workload import DEFAULT_MIX, WORKLOADS, MixError, parse_mix
@@ -147,8 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json is not None:
             args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         if args.plot is not None:
-            from loadgen.plot import write_plot  # matplotlib only when a plot is asked for
-
             write_plot(result, args.plot)
     except OSError as exc:
         print(f"loadgen: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -24,6 +25,8 @@ from ranker.settings import Settings
 log = logging.getLogger("ranker.service")
 #: How often the watchdog checks that the namespace's boards are loaded.
 WATCH_INTERVAL_S = 1.0
+#: How often the heartbeat file is touched (``ranker healthcheck`` allows several misses).
+HEARTBEAT_INTERVAL_S = 1.0
 RESTART_DELAY_S = 1.0
 
 
@@ -49,6 +52,16 @@ async def watch_boards(
         except RankerError as exc:
             log.warning("rebuild check failed, will retry: %s", exc)
         await pause(stop, WATCH_INTERVAL_S)
+
+
+async def heartbeat(path: Path, stop: asyncio.Event) -> None:
+    """Touch ``path`` every ``HEARTBEAT_INTERVAL_S`` until ``stop``: its age tells a container
+    healthcheck that this process's event loop still runs (the worker and the watchdog are
+    tasks on it, restarted by ``supervise`` if they fail). It goes on through outages of Redis
+    and PostgreSQL, which the worker waits out: restarting it would not help."""
+    while not stop.is_set():
+        path.touch()
+        await pause(stop, HEARTBEAT_INTERVAL_S)
 
 
 async def supervise(job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
@@ -104,6 +117,9 @@ class Persistence:
                     )
                 if self.watchdog:
                     jobs.append(lambda: watch_boards(self.settings, redis, pool, stop))
+                beat = self.settings.heartbeat_file
+                if beat is not None:
+                    jobs.append(lambda: heartbeat(beat, stop))
                 await asyncio.gather(*(supervise(job, stop) for job in jobs))
         finally:
             await redis.aclose()

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After of 503 answers (rebuilding, backlog full)."
     )
+    heartbeat_file: Path | None = Field(
+        default=None,
+        description="A file the worker touches every second (`ranker healthcheck` reads it).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error."
     )

@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
@@ -36,6 +37,7 @@ from ranker.api.app import create_app, key_ring
 from ranker.api.state import BackgroundService
 from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import background_redis
+from ranker.errors import RankerError
 from ranker.keys import Keys
 from ranker.metrics import MULTIPROC_ENV
 from ranker.settings import Settings
@@ -217,4 +219,29 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     asyncio.run(run())
+    return 0
+
+
+def healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """Whether a running ranker is alive, for a container's healthcheck: with ``--url``, that
+    the URL (an API's ``/healthz``) answers 200; otherwise that the heartbeat file of a worker
+    (``RANKER_HEARTBEAT_FILE``) was touched within ``--max-age-s``."""
+    if args.url:
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.max_age_s) as answer:
+                status = answer.status
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+            raise RankerError(f"{args.url} did not answer: {exc}") from exc
+        if status != 200:
+            raise RankerError(f"{args.url} answered {status}")
+        return 0
+    beat = settings.heartbeat_file
+    if beat is None:
+        raise RankerError("no --url, and RANKER_HEARTBEAT_FILE is not set")
+    try:
+        age_s = time.time() - beat.stat().st_mtime
+    except OSError as exc:
+        raise RankerError(f"no heartbeat: {exc}") from exc
+    if age_s > args.max_age_s:
+        raise RankerError(f"the heartbeat in {beat} is {age_s:.0f} s old")
     return 0

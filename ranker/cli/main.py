@@ -1,4 +1,4 @@
-"""The ``ranker`` command: serve, worker, migrate, rebuild, verify, seed, dev.
+"""The ``ranker`` command: serve, worker, migrate, rebuild, verify, seed, dev, healthcheck.
 
 Every command reads its settings from the environment (``RANKER_*``), built once here and passed
 down, and exits non-zero with a one-line reason on failure: a bad option (2), bad settings (2),
@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from pydantic import ValidationError
+
 from ranker.cli import commands, dev
 from ranker.errors import RankerError
 from ranker.settings import Settings
@@ -28,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "verify": commands.verify,
     "seed": commands.seed,
     "dev": dev.dev,
+    "healthcheck": commands.healthcheck,
 }
 #: Enough for any demo or benchmark data set, and far from what a typo could ask for.
 SEED_PLAYERS_MAX = 100_000_000
@@ -113,6 +116,16 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=PORT, help="default: RANKER_PORT (or PORT), else 8000")
     local.add_argument("--players", type=integer(1, SEED_PLAYERS_MAX), default=10_000)
+    health = sub.add_parser(
+        "healthcheck", help="exit 0 when a running API (--url) or worker (heartbeat) is alive"
+    )
+    health.add_argument("--url", help="an API's /healthz, e.g. http://127.0.0.1:8000/healthz")
+    health.add_argument(
+        "--max-age-s",
+        type=seconds,
+        default=15.0,
+        help="oldest heartbeat (RANKER_HEARTBEAT_FILE) still alive; with --url, the timeout",
+    )
     return top
 
 
@@ -124,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(line_buffering=True)
     try:
         settings = Settings()
-    except ValueError as exc:
-        print(f"ranker: invalid settings: {one_line(exc)}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"ranker: invalid settings: {setting_errors(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -137,6 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def setting_errors(exc: ValidationError) -> str:
+    """Each invalid setting by its variable's name, with what is wrong and never its value
+    (it may be a key)."""
+    reasons = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        name = field if field.isupper() else f"RANKER_{field.upper()}"  # aliases are variables
+        reasons.append(f"{name}: {message}" if field else message)
+    return one_line(ValueError("; ".join(reasons)))
 
 
 def one_line(exc: BaseException) -> str:

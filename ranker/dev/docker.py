@@ -28,6 +28,7 @@ def container(
     container if this process dies without stopping it.
     """
     try:
+        # Optional (pip install testcontainers): imported only when this method is tried.
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.docker_client import DockerClient
 
