@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ranker.api.auth import KeyRing, Scope, new_key, read_key_file, write_key_file
 from ranker.cli import commands
+from ranker.dev.servers import ServiceUnavailable
 from ranker.dev.stack import local_stack
 from ranker.errors import RankerError
 from ranker.settings import Settings
@@ -19,6 +20,13 @@ ROOT = Path(".ranker")
 
 def dev(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the demo on the local stack (URLs set in the environment win over local servers)."""
+    try:
+        return _serve_locally(args, settings)
+    except ServiceUnavailable as exc:  # it lists every way that was tried: one line of its own
+        raise RankerError(str(exc)) from exc
+
+
+def _serve_locally(args: argparse.Namespace, settings: Settings) -> int:
     given = settings.model_fields_set
     with local_stack(
         ROOT,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 from ranker.dev import servers as devservers
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers
+from tests.fixtures.ranker import Processes, auth_headers, wait_for
 from tests.fixtures.servers import create_database, database_url, drop_database
 
 
@@ -103,3 +106,36 @@ async def test_serve_with_two_api_processes_adds_up_their_metrics(
         if line.startswith('ranker_submissions_total{outcome="accepted"}')
     ]
     assert accepted and float(accepted[0].split()[-1]) == 20
+
+
+async def test_healthcheck_follows_the_worker_heartbeat_and_the_api(
+    make_settings: Callable[..., Settings], processes: Processes, tmp_path: Path, loaded: None
+) -> None:
+    beat = tmp_path / "alive"
+    settings = make_settings(heartbeat_file=beat)
+    worker = processes.start("worker", settings=settings)
+
+    async def beating() -> bool:
+        return beat.exists() and processes.run("healthcheck", settings=settings).returncode == 0
+
+    await wait_for(beating, 30, "the worker's heartbeat")
+    os.kill(worker.pid, signal.SIGSTOP)  # hung: its event loop no longer runs
+    try:
+
+        async def stale() -> bool:
+            check = processes.run("healthcheck", "--max-age-s", "1", settings=settings)
+            return check.returncode == 1 and "heartbeat" in check.stderr
+
+        await wait_for(stale, 30, "healthcheck to see a stale heartbeat")
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    await wait_for(beating, 30, "the heartbeat to come back")
+
+    url, _ = await processes.serve("--no-worker", settings=settings)
+    alive = processes.run("healthcheck", "--url", f"{url}/healthz", settings=settings)
+    closed = f"http://127.0.0.1:{devservers.free_port()}/healthz"
+    dead = processes.run("healthcheck", "--url", closed, settings=settings)
+
+    assert alive.returncode == 0, alive.stderr
+    assert dead.returncode == 1
+    assert dead.stderr.count("\n") == 1 and dead.stderr.startswith("ranker healthcheck: ")

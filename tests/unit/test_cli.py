@@ -5,6 +5,7 @@ the service cannot start with is one line and exit 1, not a traceback."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,18 @@ def test_healthcheck_without_a_url_or_a_heartbeat_file_says_so(
         1,
         ["ranker healthcheck: no --url, and RANKER_HEARTBEAT_FILE is not set"],
     )
+
+
+def test_dev_without_a_way_to_start_its_servers_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANKER_DEVSERVERS", "docker")  # the only way tried; no engine answers
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+    status, errors = run(capsys, "dev")
+
+    assert status == 1
+    assert len(errors) == 1 and errors[0].startswith("ranker dev: no redis server could be started")
