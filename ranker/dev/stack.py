@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ranker.dev import servers
+from ranker.dev.base import PG_USER
 
 DATABASE = "ranker"
 
@@ -52,5 +53,7 @@ def local_stack(
         if database_url is None:
             server = stack.enter_context(servers.postgres_server(root / "postgres"))
             database_url = ensure_database(server.url, DATABASE)
-            print(f"postgres: {database_url}  ({server.how}; data in {server.data_dir})")
+            moved = server.data_dir != (root / "postgres").resolve()
+            why = f", as {PG_USER} cannot reach {root / 'postgres'}" if moved else ""
+            print(f"postgres: {database_url}  ({server.how}; data in {server.data_dir}{why})")
         yield LocalStack(redis_url, database_url)

@@ -112,7 +112,7 @@ async def test_make_run_works_from_a_private_directory(
             await wait_for(serving, 120, "ranker dev to serve on RANKER_PORT")
             database_url, postgres_note = printed(log, "postgres")
             redis_url, _ = printed(log, "redis")
-            data_dir = Path(postgres_note.rpartition("data in ")[2])
+            data_dir = Path(postgres_note.rpartition("data in ")[2].split(", as ")[0])
             if data_dir.is_relative_to(postgres_local.SHARED_ROOT):
                 shared = data_dir.parent
 
@@ -141,6 +141,7 @@ async def test_make_run_works_from_a_private_directory(
     assert verified.returncode == 0 and verified.stdout.startswith("ok: "), verified.stderr
     if os.geteuid() == 0:  # the postgres user cannot reach the checkout: said where instead
         assert data_dir.is_relative_to(postgres_local.SHARED_ROOT), postgres_note
+        assert "as postgres cannot reach .ranker/postgres" in postgres_note
         if method == "embedded":
             assert f"copied to {postgres_local.SHARED_ROOT}" in postgres_note
     else:
