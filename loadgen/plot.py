@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+from loadgen.runner import LoadResult
 
-    from loadgen.runner import LoadResult
+if TYPE_CHECKING:  # matplotlib is imported only to draw (write_plot)
+    from matplotlib.axes import Axes
 
 
 def write_plot(result: LoadResult, path: Path) -> None:

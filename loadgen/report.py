@@ -3,10 +3,7 @@ one line that starts with "loadgen was the bottleneck"."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from loadgen.runner import LoadResult
+from loadgen.runner import LoadResult
 
 LATENCY_KEYS = ("p50", "p90", "p99", "p99.9", "max", "mean")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
 
 from ranker import boards
 from ranker.connections import translate_redis_errors
@@ -17,11 +18,7 @@ from ranker.errors import BacklogFull, NotFound, NotReady
 from ranker.keys import Keys
 from ranker.models import Entry, Standing, SubmitRequest, SubmitResponse
 from ranker.scripts import Scripts
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from ranker.settings import Settings
+from ranker.settings import Settings
 
 
 def to_int(raw: bytes | str | int | float) -> int:
