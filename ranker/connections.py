@@ -30,11 +30,11 @@ def translate_redis_errors() -> Iterator[None]:
         yield
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         metrics.redis_errors.inc()
-        raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
+        raise RedisUnavailable("Redis is unreachable", str(exc)) from exc
     except redis_errors.ResponseError as exc:
         metrics.redis_errors.inc()
         if str(exc).startswith(_TRANSIENT_REPLIES):
-            raise RedisUnavailable(f"Redis cannot serve now: {exc}") from exc
+            raise RedisUnavailable("Redis cannot serve now", str(exc)) from exc
         raise
 
 

@@ -82,6 +82,14 @@ class TooManyRequests(RankerError):
         }
 
 
+class ClientGone(RankerError):
+    """The client closed the connection before its request was read: not the service's error
+    (499, nginx's "client closed request"; no one receives the answer)."""
+
+    status = 499
+    title = "Client closed request"
+
+
 class NotFound(RankerError):
     """The requested player or resource does not exist."""
 
@@ -105,7 +113,17 @@ class Unavailable(RankerError):
 
 
 class RedisUnavailable(Unavailable):
-    """Redis did not answer (connection refused, timeout, failover in progress)."""
+    """Redis did not answer (connection refused, timeout, failover in progress).
+
+    ``detail`` is what a client is told; ``cause`` (redis-py's words, which name the server's
+    address) is only for logs and the CLI's one-line reasons: ``str()`` joins the two."""
+
+    def __init__(self, detail: str, cause: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, retry_after_s)
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.detail}: {self.cause}"
 
 
 class NotReady(Unavailable):

@@ -15,7 +15,8 @@ from ranker import metrics
 from ranker.api.auth import Scope
 from ranker.api.ratelimit import ADDRESS
 from ranker.api.state import state_of
-from ranker.errors import RankerError
+from ranker.errors import InvalidInput, RankerError
+from ranker.models import FieldError
 
 log = logging.getLogger("ranker.api")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -45,6 +46,19 @@ def observed(route: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
+def _one_authorization(request: Request) -> str | None:
+    """The request's Authorization header; 400 for several: which one counts would be a guess
+    (a valid key followed by a wrong one must not pass)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidInput(
+            "send one Authorization header",
+            [FieldError(field="authorization", message="exactly one header")],
+            status=400,
+        )
+    return values[0] if values else None
+
+
 def guarded(scope: Scope) -> Callable[[Handler], Handler]:
     """Let a request through to its handler only with an API key allowing ``scope`` (for a
     read: unless reads are public) and within its caller's rate limit."""
@@ -56,7 +70,7 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
             client = request.client.host if request.client else "unknown"
             caller: str | None = None
             if scope is Scope.WRITE or not state.settings.public_reads:
-                authorization = request.headers.get("authorization")
+                authorization = _one_authorization(request)
                 try:
                     caller = state.keys.authorize(authorization, scope).key_id
                 except RankerError as exc:

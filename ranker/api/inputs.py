@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ranker.api.state import AppState
-from ranker.errors import InvalidInput
+from ranker.errors import ClientGone, InvalidInput
 from ranker.models import USER_ID_MAX, FieldError, SubmitRequest
 
 
@@ -24,10 +24,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise too_large("the body", "body", limit, 413)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large("the body", "body", limit, 413)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large("the body", "body", limit, 413)
+    except ClientDisconnect:
+        raise ClientGone("the client closed the connection before sending the whole body") from None
     return bytes(body)
 
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ranker.errors import RankerError, Unavailable
+from ranker.errors import ClientGone, RankerError, Unavailable
 from ranker.models import FieldError, Problem
 
 log = logging.getLogger("ranker.api")
@@ -49,13 +49,13 @@ def problem(
 
 async def _ranker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RankerError)
-    if isinstance(exc, Unavailable):
-        # Expected while Redis is away, a rebuild runs or the backlog is full: one line per
-        # request would flood the logs in an outage. The metrics count them; the worker and the
-        # watchdog log the outage itself.
-        log.debug("%s %s: %s", request.method, request.url.path, exc.detail)
+    if isinstance(exc, Unavailable | ClientGone):
+        # Expected while Redis is away, a rebuild runs or the backlog is full, and when a
+        # client hangs up: one line per request would flood the logs in an outage. The metrics
+        # count them; the worker and the watchdog log the outage itself.
+        log.debug("%s %s: %s", request.method, request.url.path, exc)  # with the cause
     elif exc.status >= 500:
-        log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
     return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
 
 

@@ -23,7 +23,7 @@ from ranker.api.inputs import (
 from ranker.api.openapi import openapi_document
 from ranker.api.problems import JSON
 from ranker.api.state import state_of
-from ranker.errors import BacklogFull, InvalidInput, RankerError, RedisUnavailable
+from ranker.errors import BacklogFull, ClientGone, InvalidInput, RankerError, RedisUnavailable
 
 
 @observed("submit")
@@ -34,6 +34,9 @@ async def submit(request: Request) -> Response:
         payload = parse_submit(await read_body(request, state.settings.max_body_bytes), state)
     except InvalidInput:
         metrics.submissions.labels("rejected").inc()
+        raise
+    except ClientGone:
+        metrics.submissions.labels("client_closed").inc()
         raise
     try:
         outcome = await state.ranking.submit(payload)

@@ -82,6 +82,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "port": args.port or settings.port,
         "log_level": settings.log_level,
         "access_log": False,
+        "server_header": False,  # a `server: uvicorn` answer tells an attacker the stack
         "timeout_graceful_shutdown": 10,
     }
     if args.workers == 1:

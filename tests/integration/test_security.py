@@ -150,3 +150,13 @@ async def test_keys_never_reach_the_logs(
     log = processes.log_files[process.pid].read_text()
     assert "refused POST /api/leaderboard/submit from 127.0.0.1: the API key is not valid" in log
     assert WRITE_KEY not in log and wrong not in log
+
+
+async def test_answers_do_not_name_the_server_stack(processes: Processes, loaded: None) -> None:
+    url, _ = await processes.serve("--no-worker")
+    async with httpx.AsyncClient(base_url=url) as http:
+        answers = [await http.get("/healthz"), await http.get("/api/leaderboard/top")]
+        answers.append(await http.get("/no-such-path"))
+
+    for answer in answers:
+        assert "server" not in answer.headers, answer.headers
