@@ -40,6 +40,7 @@ from ranker import metrics
 from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
+from ranker.ranking import session_says
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -237,7 +238,7 @@ class Rebuild:
         that exists is newer or the same), expiring when the window since its creation ends."""
         window_ms = self.settings.idempotency_ttl_s * 1000
         restored = 0
-        batch: list[tuple[str, str, int]] = []
+        batch: list[repository.RecentSession] = []
         async for row in repository.select_recent_sessions(conn, self.settings.idempotency_ttl_s):
             batch.append(row)
             if len(batch) >= self.settings.rebuild_batch_size:
@@ -245,17 +246,18 @@ class Rebuild:
                 batch = []
         return restored + await self._set_seen(batch, window_ms)
 
-    async def _set_seen(self, rows: Sequence[tuple[str, str, int]], window_ms: int) -> int:
+    async def _set_seen(self, rows: Sequence[repository.RecentSession], window_ms: int) -> int:
         if not rows:
             return 0
         with translate_redis_errors():
             async with self.redis.pipeline(transaction=False) as pipe:
-                for session_id, event_id, created_ms in rows:
+                for session_id, event_id, created_ms, user_id, score, mode in rows:
                     try:
                         key = self.keys.seen(session_id)
                     except ValueError:
                         # Only rows written around the API can hold such an id; skip, not stall.
                         log.warning("session %r in game_sessions is not a valid id", session_id)
                         continue
-                    pipe.set(key, event_id, nx=True, pxat=created_ms + window_ms)
+                    value = f"{event_id} {session_says(user_id, score, mode)}"  # as submit.lua
+                    pipe.set(key, value, nx=True, pxat=created_ms + window_ms)
                 return sum(1 for ok in await pipe.execute() if ok)

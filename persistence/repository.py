@@ -136,10 +136,14 @@ async def select_persisted_event_ids(conn: AsyncConnection, event_ids: Sequence[
     return {row[0] for row in await cur.fetchall()}
 
 
+RecentSession = tuple[str, str, int, int, int, str]
+
+
 async def select_recent_sessions(
     conn: AsyncConnection, window_s: int
-) -> AsyncIterator[tuple[str, str, int]]:
-    """``(session_id, event_id, created_ms)`` of the sessions inside the idempotency window."""
+) -> AsyncIterator[RecentSession]:
+    """``(session_id, event_id, created_ms, user_id, score, game_mode)`` of the sessions inside
+    the idempotency window."""
     async with conn.cursor(name="recent_sessions") as cur:
         await cur.execute(query("select_recent_sessions"), {"window_s": window_s})
         async for row in cur:

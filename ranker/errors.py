@@ -82,6 +82,15 @@ class TooManyRequests(RankerError):
         }
 
 
+class SessionConflict(RankerError):
+    """A session id already accepted with other data (player, score or game mode): nothing is
+    stored; a true retry repeats the session exactly and is answered as a duplicate."""
+
+    status = 409
+    title = "Conflict"
+    errors = (FieldError(field="session_id", message="already used by another session"),)
+
+
 class ClientGone(RankerError):
     """The client closed the connection before its request was read: not the service's error
     (499, nginx's "client closed request"; no one receives the answer)."""

@@ -34,7 +34,8 @@ http_request_duration = Histogram(
 submissions = Counter(
     "ranker_submissions_total",
     "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full, "
-    "unavailable (Redis away), client_closed (hung up mid-body), error.",
+    "unavailable (Redis away), conflict (a session id reused with other data), client_closed "
+    "(hung up mid-body), error.",
     ["outcome"],
 )
 backlog = Gauge(

@@ -14,11 +14,17 @@ from redis.asyncio import Redis
 
 from ranker import boards
 from ranker.connections import translate_redis_errors
-from ranker.errors import BacklogFull, NotFound, NotReady
+from ranker.errors import BacklogFull, NotFound, NotReady, SessionConflict
 from ranker.keys import Keys
 from ranker.models import Entry, Standing, SubmitRequest, SubmitResponse
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+
+
+def session_says(user_id: int, score: int, game_mode: str) -> str:
+    """What a session was accepted with, as its idempotency key keeps it (``submit.lua``): a
+    retry must say the same, or it is another session reusing the id."""
+    return f"{user_id} {score} {game_mode}"
 
 
 def to_int(raw: bytes | str | int | float) -> int:
@@ -88,9 +94,15 @@ class Ranking:
             self._ttl_ms,
             time.time_ns() // 1_000_000,
             self._max_backlog,
+            session_says(request.user_id, request.score, mode),
         ]
         with translate_redis_errors():
             status, total, rank, ready, event_id = await self.scripts.submit(keys, args)
+        if status == b"conflict":
+            raise SessionConflict(
+                f"session {session_id} was accepted with another player, score or game mode; "
+                "a retry must repeat the session exactly, and a new session needs a new id"
+            )
         if status == b"full":
             raise BacklogFull(
                 "too many submissions wait to be persisted; retry later",

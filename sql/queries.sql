@@ -138,8 +138,10 @@ SELECT user_id, total_score FROM board_totals WHERE board = %(board)s;
 SELECT event_id FROM game_sessions WHERE event_id = ANY(%(event_ids)s::uuid[]);
 
 -- name: select_recent_sessions
--- Sessions still inside the idempotency window, to restore their idempotency keys.
-SELECT session_id, event_id::text, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms
+-- Sessions still inside the idempotency window, to restore their idempotency keys (with what
+-- each was accepted with: a reuse of its id with other data is refused after a wipe too).
+SELECT session_id, event_id::text, (extract(epoch FROM created_at) * 1000)::bigint AS created_ms,
+       user_id, score, game_mode
 FROM game_sessions WHERE created_at > now() - make_interval(secs => %(window_s)s);
 
 -- name: select_totals_of_users

@@ -23,7 +23,14 @@ from ranker.api.inputs import (
 from ranker.api.openapi import openapi_document
 from ranker.api.problems import JSON
 from ranker.api.state import state_of
-from ranker.errors import BacklogFull, ClientGone, InvalidInput, RankerError, RedisUnavailable
+from ranker.errors import (
+    BacklogFull,
+    ClientGone,
+    InvalidInput,
+    RankerError,
+    RedisUnavailable,
+    SessionConflict,
+)
 
 
 @observed("submit")
@@ -45,6 +52,8 @@ async def submit(request: Request) -> Response:
         label = "backlog_full" if isinstance(exc, BacklogFull) else "error"
         if isinstance(exc, RedisUnavailable):
             label = "unavailable"
+        elif isinstance(exc, SessionConflict):
+            label = "conflict"
         metrics.submissions.labels(label).inc()
         raise
     metrics.submissions.labels("duplicate" if outcome.duplicate else "accepted").inc()

@@ -9,11 +9,12 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from persistence.rebuild import Rebuild
 from persistence.worker import Worker
 from ranker.api.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, wait_for
+from tests.fixtures.ranker import Processes, auth_headers, snapshot, wait_for
 
 SUBMIT = "/api/leaderboard/submit"
 
@@ -75,3 +76,33 @@ async def test_idempotency_keys_expire_with_the_configured_window(
 
     assert 0 < ttl_ms <= settings.idempotency_ttl_s * 1000
     assert ttl_ms > (settings.idempotency_ttl_s - 60) * 1000
+
+
+async def test_a_session_id_reused_with_other_data_is_a_409_before_and_after_a_wipe(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    worker: Worker,
+) -> None:
+    body = {"user_id": 5, "score": 70, "game_mode": "solo", "session_id": "match-5"}
+    assert (await client.post(SUBMIT, json=body)).status_code == 200
+    await worker.drain()
+    before = await snapshot(redis, pool, settings)
+    reused = {**body, "user_id": 6}
+
+    refused = await client.post(SUBMIT, json=reused)
+    unchanged = await snapshot(redis, pool, settings)
+    await redis.delete(
+        *[key async for key in redis.scan_iter(f"ranker:{{{settings.namespace}}}:*")]
+    )
+    await Rebuild(settings, redis, pool).run()  # Redis wiped: the keys come back from SQL
+    refused_after_wipe = await client.post(SUBMIT, json={**body, "score": 71})
+    retried_after_wipe = await client.post(SUBMIT, json=body)
+
+    assert refused.status_code == refused_after_wipe.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in refused.json()["errors"]] == ["session_id"]
+    assert unchanged == before
+    assert retried_after_wipe.status_code == 200 and retried_after_wipe.json()["duplicate"]
+    assert await session_rows(pool, "match-5") == 1

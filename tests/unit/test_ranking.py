@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ranker.errors import BacklogFull, NotFound, NotReady
+from ranker.errors import BacklogFull, NotFound, NotReady, SessionConflict
 from ranker.keys import Keys
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking, ranked
@@ -143,3 +143,42 @@ async def test_ack_deletes_entries_unless_a_rebuild_keeps_them(
 
     assert kept == 2
     assert [entry_id for entry_id, _ in await redis.xrange(KEYS.events)] == [ids[0]]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"user_id": 2, "score": 10, "game_mode": "solo"},
+        {"user_id": 1, "score": 11, "game_mode": "solo"},
+        {"user_id": 1, "score": 10, "game_mode": "team"},
+    ],
+)
+async def test_a_session_id_reused_with_other_data_is_a_conflict_and_counts_nothing(
+    ranking: Ranking, redis: fakeredis.FakeAsyncRedis, other: dict[str, object]
+) -> None:
+    first = await ranking.submit(
+        SubmitRequest(user_id=1, score=10, game_mode="solo", session_id="s")
+    )
+    before = {key: await redis.dump(key) for key in await redis.keys("*")}
+
+    with pytest.raises(SessionConflict) as refused:
+        await ranking.submit(SubmitRequest.model_validate({**other, "session_id": "s"}))
+    retry = await ranking.submit(
+        SubmitRequest(user_id=1, score=10, game_mode="solo", session_id="s")
+    )
+
+    assert refused.value.status == 409
+    assert [e.field for e in refused.value.errors] == ["session_id"]
+    assert {key: await redis.dump(key) for key in await redis.keys("*")} == before
+    assert (retry.duplicate, retry.event_id, retry.total_score) == (True, first.event_id, 10)
+
+
+async def test_an_idempotency_key_without_the_sessions_data_still_answers_a_retry(
+    ranking: Ranking, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    # Written before the key kept what its session said: it cannot tell a retry from a reuse.
+    await redis.set(KEYS.seen("old"), "6d1f7b3e-0000-4000-8000-000000000001")
+
+    answer = await ranking.submit(SubmitRequest(user_id=3, score=5, session_id="old"))
+
+    assert (answer.duplicate, answer.event_id) == (True, "6d1f7b3e-0000-4000-8000-000000000001")
