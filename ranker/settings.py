@@ -6,6 +6,7 @@ Every variable has the prefix ``RANKER_`` and a documented default (README, "Con
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
         default="",
         description="Reads allowed per API key, or per client address without one; empty: none.",
     )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated addresses or networks of proxies whose X-Forwarded-For is "
+        "believed; empty: none is.",
+    )
     max_header_bytes: int = Field(
         default=8_192, ge=512, description="Largest total size of a request's headers (431)."
     )
@@ -137,7 +143,7 @@ class Settings(BaseSettings):
         description="TCP port of `ranker serve` and `ranker dev` without --port. Alias PORT.",
     )
 
-    @field_validator("game_modes", "api_keys", "read_api_keys", mode="before")
+    @field_validator("game_modes", "api_keys", "read_api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -160,6 +166,16 @@ class Settings(BaseSettings):
                     f"rate limit {value!r} is not like '100/second' or '10 per minute'"
                 ) from None
         return value.strip()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an address or a network") from None
+        return value
 
     @field_validator("game_modes")
     @classmethod

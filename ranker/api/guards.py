@@ -4,6 +4,7 @@ an API key allowing them and within the caller's rate limit."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,29 @@ def observed(route: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
+def client_address(request: Request, forwarded: bool) -> str:
+    """The client's address: the peer's, or (``forwarded``: proxies are trusted) the one a
+    proxy forwarded, which uvicorn put in the scope and which must be an IP address: 400 naming
+    ``x-forwarded-for``. A peer's address is the server's to give (``testclient`` in process)."""
+    host = request.client.host if request.client else "unknown"
+    if not forwarded:
+        return host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise InvalidInput(
+            "the forwarded client address is not an IP address",
+            [FieldError(field="x-forwarded-for", message="an IPv4 or IPv6 address")],
+            status=400,
+        ) from None
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``), for one log line that a terminal
+    shows as it is."""
+    return repr(text)[1:-1]
+
+
 def _one_authorization(request: Request) -> str | None:
     """The request's Authorization header; 400 for several: which one counts would be a guess
     (a valid key followed by a wrong one must not pass)."""
@@ -67,7 +91,7 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def wrapper(request: Request) -> Response:
             state = state_of(request)
-            client = request.client.host if request.client else "unknown"
+            client = client_address(request, bool(state.settings.trusted_proxies))
             caller: str | None = None
             if scope is Scope.WRITE or not state.settings.public_reads:
                 authorization = _one_authorization(request)
@@ -78,7 +102,7 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
                     log.info(
                         "refused %s %s from %s: %s",
                         request.method,
-                        request.url.path,
+                        printable(request.url.path),
                         client,
                         exc.detail,
                     )

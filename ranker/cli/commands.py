@@ -83,6 +83,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "log_level": settings.log_level,
         "access_log": False,
         "server_header": False,  # a `server: uvicorn` answer tells an attacker the stack
+        # X-Forwarded-For only from the proxies named (uvicorn's default trusts 127.0.0.1, so
+        # any local client could pick its own address and rate-limit budget).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
         "timeout_graceful_shutdown": 10,
     }
     if args.workers == 1:

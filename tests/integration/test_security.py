@@ -14,7 +14,14 @@ from redis.asyncio import Redis
 from persistence.worker import Worker
 from ranker.api.app import create_app
 from ranker.settings import Settings
-from tests.fixtures.ranker import READ_KEY, WRITE_KEY, Processes, auth_headers, snapshot
+from tests.fixtures.ranker import (
+    READ_KEY,
+    WRITE_KEY,
+    Processes,
+    auth_headers,
+    snapshot,
+    wait_for,
+)
 
 SUBMIT = "/api/leaderboard/submit"
 OTHER_WRITE_KEY = "another-write-key-for-tests"
@@ -160,3 +167,50 @@ async def test_answers_do_not_name_the_server_stack(processes: Processes, loaded
 
     for answer in answers:
         assert "server" not in answer.headers, answer.headers
+
+
+async def forwarded_statuses(url: str, forwarded: list[str]) -> list[int]:
+    """The status of one read per X-Forwarded-For value, each on a connection from 127.0.0.1."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        return [
+            (await http.get("/api/leaderboard/top", headers={"X-Forwarded-For": value})).status_code
+            for value in forwarded
+        ]
+
+
+async def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(
+    make_settings: Callable[..., Settings], processes: Processes, loaded: None
+) -> None:
+    rotating = [f"203.0.113.{n}" for n in range(1, 5)]
+    limited = make_settings(read_rate_limit="3/minute")
+    url, _ = await processes.serve("--no-worker", settings=limited)
+    # Not trusted: every request is 127.0.0.1's, however it names itself.
+    assert await forwarded_statuses(url, rotating) == [200, 200, 200, 429]
+
+    trusting = make_settings(read_rate_limit="3/minute", trusted_proxies=("127.0.0.0/8",))
+    url, _ = await processes.serve("--no-worker", settings=trusting)
+    assert await forwarded_statuses(url, rotating) == [200] * 4  # four clients, one budget each
+    assert await forwarded_statuses(url, ["198.51.100.7"] * 4) == [200, 200, 200, 429]
+    async with httpx.AsyncClient(base_url=url) as http:
+        forged = await http.get(
+            "/api/leaderboard/top", headers={"X-Forwarded-For": "not-an-ip; rm -rf"}
+        )
+    assert_problem(forged, 400, "x-forwarded-for")
+
+
+async def test_a_refusal_log_line_escapes_control_characters(
+    make_settings: Callable[..., Settings], processes: Processes, loaded: None
+) -> None:
+    private = make_settings(public_reads=False)
+    url, process = await processes.serve("--no-worker", settings=private)
+    async with httpx.AsyncClient(base_url=url) as http:
+        refused = await http.get("/api/leaderboard/rank/%1B%5B2J%07")
+
+    async def logged() -> bool:
+        return "refused GET" in processes.log_of(process)
+
+    await wait_for(logged, 10, "the refusal to be logged")
+    log = processes.log_of(process)
+    assert refused.status_code == 401
+    assert "\x1b" not in log and "\x07" not in log
+    assert "/api/leaderboard/rank/\\x1b[2J\\x07 from" in log
