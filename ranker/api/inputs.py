@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from ranker.api.state import AppState
 from ranker.errors import ClientGone, InvalidInput
-from ranker.models import USER_ID_MAX, FieldError, SubmitRequest
+from ranker.models import USER_ID_MAX, FieldError, Limits, SubmitRequest
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -51,10 +54,59 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     ]
 
 
-def parse_submit(body: bytes, state: AppState) -> SubmitRequest:
-    """Validate a submit body: 400 for a body that is not JSON, 422 for invalid fields."""
+class _Ambiguous(ValueError):
+    """JSON that parsers read differently: a key given twice, a number that is not finite."""
+
+    def __init__(self, detail: str, field: str, message: str) -> None:
+        super().__init__(detail)
+        self.error = InvalidInput(detail, [FieldError(field=field, message=message)], status=400)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _Ambiguous(f"the body gives {key!r} twice", key, "given more than once")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _refuse_constant(text: str) -> float:
+    """NaN, Infinity, -Infinity: not JSON numbers, though Python's and pydantic's parsers take
+    them."""
+    raise _Ambiguous(f"{text} is not a JSON number", "body", "numbers must be finite")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would be read as infinity
+        return _refuse_constant(text)
+    return value
+
+
+def refuse_ambiguous_json(body: bytes) -> None:
+    """400 for JSON that parsers read differently: a key given twice (pydantic keeps the last,
+    others the first), and NaN, Infinity or a number too large for a double. Anything else this
+    parse fails on is left for the model's own parsing to report."""
     try:
-        return SubmitRequest.model_validate_json(body, context=state.limits)
+        json.loads(
+            body,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+        )
+    except _Ambiguous as exc:
+        raise exc.error from None
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: pydantic says so
+        pass
+
+
+def parse_submit(body: bytes, limits: Limits) -> SubmitRequest:
+    """Validate a submit body: 400 for a body that is not JSON (or is ambiguous JSON), 422 for
+    invalid fields."""
+    refuse_ambiguous_json(body)
+    try:
+        return SubmitRequest.model_validate_json(body, context=limits)
     except ValidationError as exc:
         errors = field_errors(exc)
         if any(err["type"] == "json_invalid" for err in exc.errors()):

@@ -114,7 +114,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref(SubmitResponse), "Counted, or a retry already counted"),
-                    "400": _problem("The body is not JSON, or several Authorization headers"),
+                    "400": _problem("Not JSON, ambiguous JSON, or several Authorization headers"),
                     "409": _problem("The session id was accepted with other data"),
                     "413": _problem("The body is too large"),
                     "415": _problem("The body is not application/json"),

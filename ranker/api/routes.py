@@ -38,7 +38,9 @@ from ranker.errors import (
 async def submit(request: Request) -> Response:
     state = state_of(request)
     try:
-        payload = parse_submit(await read_body(request, state.settings.max_body_bytes), state)
+        payload = parse_submit(
+            await read_body(request, state.settings.max_body_bytes), state.limits
+        )
     except InvalidInput:
         metrics.submissions.labels("rejected").inc()
         raise
