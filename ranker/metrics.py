@@ -48,6 +48,13 @@ worker_lag = Gauge(
     "Age of the oldest accepted submission not yet persisted (0 when none waits).",
     multiprocess_mode="mostrecent",
 )
+connections_refused = Counter(
+    "ranker_connections_refused_total",
+    "Connections the edge closed: header_timeout, body_timeout, head_too_large, pipelined "
+    "(too many requests ahead of their answers), stalled (not reading its answer), invalid "
+    "(not HTTP), full (no room: 503), evicted (the longest idle one, to make room).",
+    ["reason"],
+)
 redis_errors = Counter("ranker_redis_errors_total", "Redis calls that failed.")
 database_errors = Counter("ranker_database_errors_total", "PostgreSQL transactions that failed.")
 persisted_events = Counter(

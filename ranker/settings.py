@@ -92,6 +92,32 @@ class Settings(BaseSettings):
         default=2_048, ge=64, description="Longest path plus query string of a request (414)."
     )
     max_body_bytes: int = Field(default=4_096, ge=64, description="Largest request body.")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a connection has to send a request's headers, from connecting or from "
+        "its previous answer (408, closed).",
+    )
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a request's body has once its headers are in (408, closed); also how "
+        "long an answer waits for a client that does not read it (dropped).",
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="How long an idle connection stays open between requests."
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=16,
+        description="Open connections per API process; empty: the open-file limit minus 256. "
+        "When full, the longest-idle connection is closed; with none idle, 503.",
+    )
+    max_pipelined: int = Field(
+        default=16,
+        ge=1,
+        description="Requests one connection may send ahead of its answers (more: closed).",
+    )
     top_limit_max: int = Field(
         default=100, ge=1, le=10_000, description="Largest `limit` of top (and 2x `n` of around)."
     )

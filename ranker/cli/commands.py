@@ -19,12 +19,14 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import psycopg
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from rich.progress import Progress
+from uvicorn.supervisors import Multiprocess
 
 from persistence import repository
 from persistence.database import pool_for, translate_db_errors
@@ -34,6 +36,7 @@ from persistence.seed import seed as generate
 from persistence.service import Persistence, workers
 from persistence.verify import Verifier, wait_drained
 from ranker.api.app import create_app, key_ring
+from ranker.api.protocol import ConnectionLimits, EdgeConfig, connection_budget
 from ranker.api.state import BackgroundService
 from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import background_redis
@@ -77,7 +80,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     starts N processes that each build theirs from the same environment (``ranker.cli.serve``);
     the settings were checked here first, so a bad one stops ``serve`` before any starts.
     """
-    options = {
+    options: dict[str, Any] = {
         "host": args.host,
         "port": args.port or settings.port,
         "log_level": settings.log_level,
@@ -87,12 +90,17 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         # any local client could pick its own address and rate-limit budget).
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": list(settings.trusted_proxies),
+        "timeout_keep_alive": settings.keep_alive_timeout_s,
         "timeout_graceful_shutdown": 10,
     }
+    limits = edge_limits(settings)
     if args.workers == 1:
         background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
-        uvicorn.run(create_app(settings, background), **options)
-        return 0
+        server = uvicorn.Server(
+            EdgeConfig(create_app(settings, background), limits=limits, **options)
+        )
+        server.run()
+        return 0 if server.started else 1
     key_ring(settings)  # no key: one line here, not a traceback from every API process
     if args.no_worker:
         os.environ[NO_WORKER_ENV] = "1"
@@ -101,8 +109,26 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             # Each API process writes its metrics to this directory; /metrics adds them up.
             directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="ranker-metrics-"))
             os.environ[MULTIPROC_ENV] = directory
-        uvicorn.run("ranker.cli.serve:app", factory=True, workers=args.workers, **options)
+        config = EdgeConfig(
+            "ranker.cli.serve:app", limits=limits, factory=True, workers=args.workers, **options
+        )
+        # What uvicorn.run does for workers > 1, with the config that carries the limits.
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
+
+
+def edge_limits(settings: Settings) -> ConnectionLimits:
+    """The connection limits of ``settings`` (the connection cap resolved against the
+    open-file limit of this process, which the API processes inherit)."""
+    return ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        # The middleware answers 414 / 431 precisely below this; the protocol's bound, counted
+        # on the wire, leaves room for the request line and each header's separators.
+        max_head_bytes=settings.max_url_bytes + settings.max_header_bytes + 4_096,
+        max_pipelined=settings.max_pipelined,
+        max_connections=connection_budget(settings.max_connections),
+    )
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
