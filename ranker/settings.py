@@ -80,6 +80,27 @@ class Settings(BaseSettings):
         default="",
         description="Reads allowed per API key, or per client address without one; empty: none.",
     )
+    auth_failure_limit: str = Field(
+        default="10/minute",
+        description="Failed authentications allowed per client address and API process; past "
+        "it, 429 for whatever key it sends until the window ends. Empty: none.",
+    )
+    address_read_limit: str = Field(
+        default="200/second",
+        description="Reads without an API key allowed per client address and API process; "
+        "empty: none.",
+    )
+    total_read_limit: str = Field(
+        default="5000/second",
+        description="Reads allowed per API process in all (a flood from many addresses leaves "
+        "room for submissions); empty: none.",
+    )
+    refusal_log_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Refused requests of one client address are logged once per interval, "
+        "with a count.",
+    )
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Comma-separated addresses or networks of proxies whose X-Forwarded-For is "
@@ -181,7 +202,13 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("write_rate_limit", "read_rate_limit")
+    @field_validator(
+        "write_rate_limit",
+        "read_rate_limit",
+        "auth_failure_limit",
+        "address_read_limit",
+        "total_read_limit",
+    )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         if value.strip():

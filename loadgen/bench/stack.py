@@ -43,12 +43,16 @@ class Stack:
     api_key: str = field(default_factory=new_key, repr=False)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a ranker process on this stack. The write rate limit is far
-        above any load the benchmark offers: its check runs on every submission, as
-        deployed, but never refuses one."""
+        """The environment of a ranker process on this stack. The rate limits are far above
+        any load the benchmark offers (which comes from one address): their checks run on
+        every request, as deployed, but never refuse one."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RANKER_")}
         env |= {"RANKER_REDIS_URL": self.redis_url, "RANKER_DATABASE_URL": self.database_url}
         env |= {"RANKER_API_KEYS": self.api_key, "RANKER_WRITE_RATE_LIMIT": "1000000/second"}
+        env |= {
+            "RANKER_ADDRESS_READ_LIMIT": "1000000/second",
+            "RANKER_TOTAL_READ_LIMIT": "1000000/second",
+        }
         return env | {"RANKER_LOG_LEVEL": "warning", **extra}
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.auth import KeyRing
 from ranker.api.edge import RequestLimits
 from ranker.api.problems import exception_handlers
@@ -58,6 +59,8 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
             Limits.from_settings(settings),
             keys,
             RateLimits(redis, settings),
+            AddressLimits(settings),
+            SampledLog(settings.refusal_log_interval_s),
         )
         stop = asyncio.Event()
         tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]

@@ -16,7 +16,7 @@ from ranker import metrics
 from ranker.api.auth import Scope
 from ranker.api.ratelimit import ADDRESS
 from ranker.api.state import state_of
-from ranker.errors import InvalidInput, RankerError
+from ranker.errors import InvalidInput, RankerError, Unauthorized
 from ranker.models import FieldError
 
 log = logging.getLogger("ranker.api")
@@ -83,6 +83,28 @@ def _one_authorization(request: Request) -> str | None:
     return values[0] if values else None
 
 
+def _authorize(request: Request, scope: Scope, client: str) -> str:
+    """The id of the request's API key, allowed ``scope``; a client that keeps sending wrong
+    keys gets 429 for a while (``RANKER_AUTH_FAILURE_LIMIT``) whatever key it sends."""
+    state = state_of(request)
+    try:
+        state.address_limits.check_guessing(client)
+        authorization = _one_authorization(request)
+        try:
+            return state.keys.authorize(authorization, scope).key_id
+        except Unauthorized:
+            state.address_limits.failed_authentication(client)
+            raise
+    except RankerError as exc:
+        # For the audit trail (sampled: one line per address per interval, with a count);
+        # the detail names a key by its id, never the key.
+        path = printable(request.url.path)
+        state.refusals.refused(
+            client, f"refused {request.method} {path} from {client}: {exc.detail}"
+        )
+        raise
+
+
 def guarded(scope: Scope) -> Callable[[Handler], Handler]:
     """Let a request through to its handler only with an API key allowing ``scope`` (for a
     read: unless reads are public) and within its caller's rate limit."""
@@ -93,20 +115,12 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
             state = state_of(request)
             client = client_address(request, bool(state.settings.trusted_proxies))
             caller: str | None = None
-            if scope is Scope.WRITE or not state.settings.public_reads:
-                authorization = _one_authorization(request)
-                try:
-                    caller = state.keys.authorize(authorization, scope).key_id
-                except RankerError as exc:
-                    # For the audit trail; the detail names a key by its id, never the key.
-                    log.info(
-                        "refused %s %s from %s: %s",
-                        request.method,
-                        printable(request.url.path),
-                        client,
-                        exc.detail,
-                    )
-                    raise
+            # A public read that brings a key is counted by its key, so the key is checked.
+            keyed = "authorization" in request.headers
+            if scope is Scope.WRITE or not state.settings.public_reads or keyed:
+                caller = _authorize(request, scope, client)
+            if scope is Scope.READ:
+                state.address_limits.spend_read(None if caller else client)
             if state.rate_limits.limits(scope.value):
                 await state.rate_limits.spend(scope.value, caller or f"{ADDRESS}{client}")
             return await handler(request)

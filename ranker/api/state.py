@@ -9,6 +9,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from starlette.requests import Request
 
+from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.auth import KeyRing
 from ranker.api.ratelimit import RateLimits
 from ranker.models import Limits
@@ -34,6 +35,8 @@ class AppState:
     limits: Limits
     keys: KeyRing
     rate_limits: RateLimits
+    address_limits: AddressLimits
+    refusals: SampledLog
 
 
 def state_of(request: Request) -> AppState:
