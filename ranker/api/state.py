@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from ranker.api.auth import KeyRing
 from ranker.api.ratelimit import RateLimits
+from ranker.memory import RedisMemory
 from ranker.models import Limits
 from ranker.ranking import Ranking
 from ranker.settings import Settings
@@ -34,6 +35,7 @@ class AppState:
     limits: Limits
     keys: KeyRing
     rate_limits: RateLimits
+    memory: RedisMemory
 
 
 def state_of(request: Request) -> AppState:
