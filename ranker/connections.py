@@ -37,7 +37,7 @@ def translate_redis_errors() -> Iterator[None]:
             raise RedisUnavailable("Redis cannot serve now", str(exc)) from exc
         # At its maxmemory (noeviction) Redis refuses what would grow it, also inside a script
         # (which it stops at that first write). Not a bug: a 503 naming the cause.
-        if str(exc).startswith("OOM"):
+        if isinstance(exc, redis_errors.OutOfMemoryError) or str(exc).startswith("OOM"):
             raise RedisMemoryFull(
                 "Redis is out of memory (its maxmemory is reached) and refuses writes",
                 str(exc),
