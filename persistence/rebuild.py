@@ -40,7 +40,7 @@ from ranker import metrics
 from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
-from ranker.ranking import session_says
+from ranker.ranking import IdempotencyRecord
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -258,6 +258,6 @@ class Rebuild:
                         # Only rows written around the API can hold such an id; skip, not stall.
                         log.warning("session %r in game_sessions is not a valid id", session_id)
                         continue
-                    value = f"{event_id} {session_says(user_id, score, mode)}"  # as submit.lua
-                    pipe.set(key, value, nx=True, pxat=created_ms + window_ms)
+                    record = IdempotencyRecord.of(event_id, user_id, score, mode)  # as submit
+                    pipe.set(key, record.text(), nx=True, pxat=created_ms + window_ms)
                 return sum(1 for ok in await pipe.execute() if ok)

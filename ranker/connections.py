@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ranker import metrics
-from ranker.errors import RedisUnavailable
+from ranker.errors import RedisMemoryFull, RedisUnavailable
 from ranker.settings import Settings
 
 #: Replies of a Redis that is up but cannot serve writes or reads right now.
@@ -35,6 +35,13 @@ def translate_redis_errors() -> Iterator[None]:
         metrics.redis_errors.inc()
         if str(exc).startswith(_TRANSIENT_REPLIES):
             raise RedisUnavailable("Redis cannot serve now", str(exc)) from exc
+        # At its maxmemory (noeviction) Redis refuses what would grow it, also inside a script
+        # (which it stops at that first write). Not a bug: a 503 naming the cause.
+        if isinstance(exc, redis_errors.OutOfMemoryError) or str(exc).startswith("OOM"):
+            raise RedisMemoryFull(
+                "Redis is out of memory (its maxmemory is reached) and refuses writes",
+                str(exc),
+            ) from exc
         raise
 
 

@@ -135,6 +135,12 @@ class RedisUnavailable(Unavailable):
         return f"{self.detail}: {self.cause}"
 
 
+class RedisMemoryFull(RedisUnavailable):
+    """Redis memory is above ranker's watermark of its maxmemory, or Redis refused a write at
+    its maxmemory (OOM): new submissions are refused, nothing of them is stored; reads and
+    retries of accepted sessions still answer. ``cause``: the reading, or Redis's words."""
+
+
 class NotReady(Unavailable):
     """The namespace's boards are being rebuilt from PostgreSQL."""
 

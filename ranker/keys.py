@@ -9,6 +9,8 @@ docs/design.md, "Redis keys".
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -21,6 +23,20 @@ PREFIX = "ranker"
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 #: The consumer group of the write-behind worker on the events stream.
 WORKER_GROUP = "persist"
+
+
+def _checked(session_id: str) -> str:
+    if not _SESSION_ID.match(session_id):
+        raise ValueError(f"not a session id: {session_id!r}")
+    return session_id
+
+
+def session_digest(session_id: str) -> str:
+    """BLAKE2b-128 of a session id, base64url without padding: 22 characters of
+    ``[A-Za-z0-9_-]``, never a brace. At 128 bits, even a billion ids inside one window share a
+    digest with odds below 1 in 10^20."""
+    digest = hashlib.blake2b(session_id.encode(), digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +65,18 @@ class Keys:
         return f"{self._base}:delta:{board}"
 
     def seen(self, session_id: str) -> str:
-        """The idempotency key of one session (value: the event id it was accepted as);
-        ``ValueError`` for an id that does not match ``SESSION_ID_PATTERN``."""
-        if not _SESSION_ID.match(session_id):
-            raise ValueError(f"not a session id: {session_id!r}")
-        return f"{self._base}:seen:{session_id}"
+        """The idempotency key of one session (value: ``ranking.IdempotencyRecord``), named by
+        a digest of the id: ``idem:`` and 22 characters whatever the id's length (up to 128),
+        which keeps the name in a smaller allocation than a UUID did (docs/design.md, "Redis
+        keys"). ``ValueError`` for an id that does not match ``SESSION_ID_PATTERN``."""
+        return f"{self._base}:idem:{session_digest(_checked(session_id))}"
+
+    def seen_legacy(self, session_id: str) -> str:
+        """The idempotency key of a session as ranker named it before the digest (``seen:`` and
+        the raw id). ``submit.lua`` still reads it, so that a retry of a session accepted by the
+        previous version is recognised during an upgrade; nothing writes it any more. (Its
+        ``seen:`` segment keeps it apart from every digest name, which an id could spell.)"""
+        return f"{self._base}:seen:{_checked(session_id)}"
 
     @property
     def events(self) -> str:

@@ -34,8 +34,9 @@ http_request_duration = Histogram(
 submissions = Counter(
     "ranker_submissions_total",
     "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full, "
-    "unavailable (Redis away), conflict (a session id reused with other data), client_closed "
-    "(hung up mid-body), error.",
+    "memory_full (Redis memory above the watermark, or Redis refusing writes at its "
+    "maxmemory), unavailable (Redis away), conflict (a session id reused with other data), "
+    "client_closed (hung up mid-body), error.",
     ["outcome"],
 )
 backlog = Gauge(
@@ -54,6 +55,16 @@ connections_refused = Counter(
     "(too many requests ahead of their answers), stalled (not reading its answer), invalid "
     "(not HTTP), full (no room: 503), evicted (the longest idle one, to make room).",
     ["reason"],
+)
+redis_memory_used = Gauge(
+    "ranker_redis_memory_used_bytes",
+    "Redis's used_memory (INFO memory), read about once a second by each API process.",
+    multiprocess_mode="mostrecent",
+)
+redis_memory_max = Gauge(
+    "ranker_redis_maxmemory_bytes",
+    "Redis's maxmemory (0: none configured, so no watermark applies).",
+    multiprocess_mode="mostrecent",
 )
 redis_errors = Counter("ranker_redis_errors_total", "Redis calls that failed.")
 database_errors = Counter("ranker_database_errors_total", "PostgreSQL transactions that failed.")

@@ -6,25 +6,85 @@ nothing scans a board on the request path.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from ranker import boards
 from ranker.connections import translate_redis_errors
-from ranker.errors import BacklogFull, NotFound, NotReady, SessionConflict
+from ranker.errors import BacklogFull, NotFound, NotReady, RedisMemoryFull, SessionConflict
 from ranker.keys import Keys
+from ranker.memory import RedisMemory
 from ranker.models import Entry, Standing, SubmitRequest, SubmitResponse
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
 
 def session_says(user_id: int, score: int, game_mode: str) -> str:
-    """What a session was accepted with, as its idempotency key keeps it (``submit.lua``): a
-    retry must say the same, or it is another session reusing the id."""
+    """What a session was accepted with: a retry must say the same, or it is another session
+    reusing the id."""
     return f"{user_id} {score} {game_mode}"
+
+
+#: Length of an ``IdempotencyRecord``'s text: 22 characters of event id, 6 of digest.
+_RECORD_CHARS = 28
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What a session's idempotency key holds: the event id it was accepted as and what it
+    said (``session_says``), or, for a key of an older version, what that one wrote.
+
+    Written as 28 characters: the event id's 16 bytes and a 4-byte BLAKE2b digest of what the
+    session said, each base64url. Redis keeps a value of up to 44 bytes inside its object (an
+    embedded string), here one allocation of 48 bytes, where the text form it replaces
+    (``<event id> <user> <score> <mode>``, 47 bytes and more) took two (docs/design.md, "Redis
+    keys"). A reuse of the id with other data whose digest matches (odds 1 in 2^32) is answered
+    as a retry: nothing is stored either way.
+    """
+
+    event_id: str
+    #: The digest of what the session said; the text itself for an older key; None for a key
+    #: older still, which kept the event id alone (such a key cannot tell: a retry, as it was).
+    says: str | None
+    legacy: bool = False
+
+    @classmethod
+    def of(cls, event_id: str, user_id: int, score: int, game_mode: str) -> IdempotencyRecord:
+        """The record of an acceptance."""
+        return cls(event_id, _says_digest(session_says(user_id, score, game_mode)))
+
+    @classmethod
+    def parse(cls, raw: bytes) -> IdempotencyRecord:
+        """The record a key holds, of this version or an older one."""
+        text = raw.decode()
+        if len(text) == _RECORD_CHARS and " " not in text:
+            packed = uuid.UUID(bytes=base64.urlsafe_b64decode(text[:22] + "=="))
+            return cls(str(packed), text[22:])
+        event_id, _, says = text.partition(" ")
+        return cls(event_id, says or None, legacy=True)
+
+    def text(self) -> str:
+        """The value to store (``submit.lua``, and the rebuild's restored keys)."""
+        packed = base64.urlsafe_b64encode(uuid.UUID(self.event_id).bytes).rstrip(b"=")
+        return packed.decode() + (self.says or "")
+
+    def is_retry(self, user_id: int, score: int, game_mode: str) -> bool:
+        """Whether a submission repeats the session this record is of."""
+        says = session_says(user_id, score, game_mode)
+        if self.says is None:
+            return True
+        return self.says == (says if self.legacy else _says_digest(says))
+
+
+def _says_digest(says: str) -> str:
+    digest = hashlib.blake2b(says.encode(), digest_size=4).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def to_int(raw: bytes | str | int | float) -> int:
@@ -60,9 +120,12 @@ def ranked(flat: Sequence[bytes], first_rank: int = 1, first_position: int = 0) 
 class Ranking:
     """The operations of one namespace on one Redis client."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, memory: RedisMemory | None = None) -> None:
+        """``memory``: the watcher whose latest reading submit consults (none: never refuse
+        for memory before Redis does)."""
         self.redis = redis
         self.settings = settings
+        self.memory = memory
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
         self._ttl_ms = str(settings.idempotency_ttl_s * 1000)
@@ -71,14 +134,22 @@ class Ranking:
     async def submit(self, request: SubmitRequest) -> SubmitResponse:
         """Count one session on the global board and its mode's board, once per session id.
 
-        Raises ``BacklogFull`` when the stream holds ``max_backlog`` unpersisted entries. While
-        the namespace is rebuilt the submission is accepted but total and rank are ``None``.
+        Raises ``BacklogFull`` when the stream holds ``max_backlog`` unpersisted entries,
+        ``RedisMemoryFull`` when the memory watcher's last reading is above the watermark (or
+        Redis refuses the write at its maxmemory), ``SessionConflict`` for a session id
+        accepted with other data; a retry of an accepted session is answered in every case.
+        While the namespace is rebuilt the submission is accepted but total and rank are
+        ``None``.
         """
+        pressure = self.memory.pressure() if self.memory else None
         mode = request.game_mode or self.settings.default_game_mode
         session_id = request.session_id or uuid.uuid4().hex
         counted_on = boards.of_session(mode)
+        event_id = str(uuid.uuid4())
+        record = IdempotencyRecord.of(event_id, request.user_id, request.score, mode)
         keys = [
             self.keys.seen(session_id),
+            self.keys.seen_legacy(session_id),
             self.keys.events,
             self.keys.rebuild_flag,
             self.keys.marker,
@@ -89,20 +160,29 @@ class Ranking:
             request.user_id,
             request.score,
             session_id,
-            str(uuid.uuid4()),
+            event_id,
             mode,
             self._ttl_ms,
             time.time_ns() // 1_000_000,
             self._max_backlog,
-            session_says(request.user_id, request.score, mode),
+            record.text(),
+            "1" if pressure else "0",
         ]
         with translate_redis_errors():
-            status, total, rank, ready, event_id = await self.scripts.submit(keys, args)
-        if status == b"conflict":
-            raise SessionConflict(
-                f"session {session_id} was accepted with another player, score or game mode; "
-                "a retry must repeat the session exactly, and a new session needs a new id"
-            )
+            status, total, rank, ready, reply = await self.scripts.submit(keys, args)
+        if status == b"seen":
+            first = IdempotencyRecord.parse(reply)
+            if not first.is_retry(request.user_id, request.score, mode):
+                raise SessionConflict(
+                    f"session {session_id} was accepted with another player, score or game "
+                    "mode; a retry must repeat the session exactly, and a new session needs a "
+                    "new id"
+                )
+            event_id = first.event_id
+        if status == b"memory" and pressure:
+            detail = f"{pressure.detail()}: new submissions are refused until it falls"
+            cause = f"used_memory {pressure.used_bytes} of maxmemory {pressure.max_bytes}"
+            raise RedisMemoryFull(detail, cause, self.settings.retry_after_s)
         if status == b"full":
             raise BacklogFull(
                 "too many submissions wait to be persisted; retry later",
@@ -114,8 +194,8 @@ class Ranking:
             total_score=to_int(total) if loaded else None,
             rank=int(rank) if loaded else None,
             session_id=session_id,
-            duplicate=status == b"dup",
-            event_id=event_id.decode(),
+            duplicate=status == b"seen",
+            event_id=event_id,
         )
 
     async def rank(self, user_id: int, mode: str | None = None) -> Standing:

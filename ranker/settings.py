@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Events waiting for PostgreSQL above which submit answers 503.",
     )
+    redis_memory_watermark: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Share of Redis's maxmemory (`0.9` or `90%`) above which submit answers "
+        "503; no maxmemory on the server: none applies.",
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(), description="Comma-separated API keys that may submit (and read)."
     )
@@ -195,6 +202,16 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("redis_memory_watermark", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                return float(value.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"{value!r} is not a percentage like '90%'") from None
         return value
 
     @field_validator("log_level", mode="before")

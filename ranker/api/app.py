@@ -24,6 +24,7 @@ from ranker.api.routes import routes
 from ranker.api.state import AppState, BackgroundService
 from ranker.connections import request_redis
 from ranker.errors import ConfigurationError
+from ranker.memory import RedisMemory
 from ranker.models import Limits
 from ranker.ranking import Ranking
 from ranker.settings import Settings
@@ -52,18 +53,22 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = request_redis(settings)
+        memory = RedisMemory(redis, settings)
         app.state.ranker = AppState(
             settings,
             redis,
-            Ranking(redis, settings),
+            Ranking(redis, settings, memory),
             Limits.from_settings(settings),
             keys,
             RateLimits(redis, settings),
             AddressLimits(settings),
             SampledLog(settings.refusal_log_interval_s),
+            memory,
         )
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]
+        # The memory watcher runs in every API process (each refuses on its own reading).
+        services = [memory, *background]
+        tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in services]
         try:
             yield
         finally:

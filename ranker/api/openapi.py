@@ -88,7 +88,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The document served at ``/openapi.json`` (built once per settings)."""
     unavailable = _problem(
-        "Redis unreachable, boards being rebuilt, or backlog full (Retry-After says when to retry)"
+        "Redis unreachable, boards being rebuilt, backlog full, or Redis memory above the "
+        "watermark (Retry-After says when to retry)"
     )
     invalid = _problem("Invalid input; `errors` names each field")
     entries = {"type": "array", "items": _ref(Entry)}
@@ -177,7 +178,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
-                "summary": "Readiness: Redis up, boards loaded, backlog under limit",
+                "summary": "Readiness: Redis up, boards loaded, backlog and memory under limits",
                 "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
             }
         },

@@ -28,6 +28,7 @@ from ranker.errors import (
     ClientGone,
     InvalidInput,
     RankerError,
+    RedisMemoryFull,
     RedisUnavailable,
     SessionConflict,
 )
@@ -50,9 +51,12 @@ async def submit(request: Request) -> Response:
     try:
         outcome = await state.ranking.submit(payload)
     except RankerError as exc:
-        # By the error's class, not its status: Redis away and a full backlog are both 503s.
+        # By the error's class, not its status: Redis away, its memory full and a full backlog
+        # are all 503s.
         label = "backlog_full" if isinstance(exc, BacklogFull) else "error"
-        if isinstance(exc, RedisUnavailable):
+        if isinstance(exc, RedisMemoryFull):
+            label = "memory_full"
+        elif isinstance(exc, RedisUnavailable):
             label = "unavailable"
         elif isinstance(exc, SessionConflict):
             label = "conflict"
@@ -98,23 +102,26 @@ async def healthz(request: Request) -> Response:
 
 @observed("readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: Redis answers, the boards are loaded and the backlog is under its limit."""
+    """Readiness: Redis answers, the boards are loaded, the backlog is under its limit and Redis
+    memory under the watermark (read afresh here, which also updates what submit consults)."""
     state = state_of(request)
     limit = state.settings.max_backlog
     try:
         loaded = await state.ranking.ready()
         backlog = await state.ranking.backlog()
+        memory = await state.memory.refresh()
     except RedisUnavailable as exc:
         body = {"ready": False, "redis": "unreachable", "detail": exc.detail}
         return JSON(body, status_code=503, headers={"Retry-After": "1"})
     metrics.backlog.set(backlog)
-    ready = loaded and backlog < limit
+    ready = loaded and backlog < limit and not memory.full
     body = {
         "ready": ready,
         "redis": "ok",
         "boards_loaded": loaded,
         "backlog": backlog,
         "backlog_limit": limit,
+        "redis_memory": memory.report(),
     }
     return JSON(
         body,

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.auth import KeyRing
 from ranker.api.ratelimit import RateLimits
+from ranker.memory import RedisMemory
 from ranker.models import Limits
 from ranker.ranking import Ranking
 from ranker.settings import Settings
@@ -37,6 +38,7 @@ class AppState:
     rate_limits: RateLimits
     address_limits: AddressLimits
     refusals: SampledLog
+    memory: RedisMemory
 
 
 def state_of(request: Request) -> AppState:

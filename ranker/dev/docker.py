@@ -39,7 +39,9 @@ def container(
     except Exception as exc:  # docker-py raises several kinds when no engine answers
         raise Skip(f"no Docker engine answers ({type(exc).__name__})") from exc
     image, inner_port, command, env, mount = _spec(kind, data_dir, appendonly)
-    command += [f"--{key}={value}" for key, value in (server_settings or {}).items()]
+    for key, value in (server_settings or {}).items():
+        # redis-server reads "--name value"; postgres "--name=value".
+        command += [f"--{key}", str(value)] if kind == "redis" else [f"--{key}={value}"]
     container = DockerContainer(image, command=command, env=env)
     if data_dir is not None:
         container.with_volume_mapping(str(data_dir.resolve()), mount, "rw")

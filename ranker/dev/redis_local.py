@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from subprocess import DEVNULL
 
@@ -49,9 +49,15 @@ def redis_executable(method: str) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def redis_process(
-    exe: str, how: str, data_dir: Path | None, port: int | None, appendonly: bool
+    exe: str,
+    how: str,
+    data_dir: Path | None,
+    port: int | None,
+    appendonly: bool,
+    server_settings: Mapping[str, str | int] | None = None,
 ) -> Iterator[Server]:
-    """Run exe as a child (not daemonized, so its Popen is the handle) and stop it on exit."""
+    """Run exe as a child (not daemonized, so its Popen is the handle) and stop it on exit;
+    ``server_settings`` become ``--name value`` arguments."""
     with scratch_dir(data_dir, "ranker-redis-") as (work, temporary):
         port = port or free_port()
         args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
@@ -61,6 +67,8 @@ def redis_process(
             args += ["--save", "", "--appendonly", "no"]
         else:
             args += ["--appendonly", "yes" if appendonly else "no"]
+        for name, value in (server_settings or {}).items():
+            args += [f"--{name}", str(value)]
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the server in order.
         proc = subprocess.Popen(args, stdin=DEVNULL, stdout=DEVNULL, start_new_session=True)
         stop = ["kill", str(proc.pid), str(work / "redis.pid")]

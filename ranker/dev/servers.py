@@ -33,7 +33,11 @@ METHODS = ("binary", "embedded", "docker")
 
 @contextlib.contextmanager
 def redis_server(
-    data_dir: Path | None = None, port: int | None = None, *, appendonly: bool = True
+    data_dir: Path | None = None,
+    port: int | None = None,
+    *,
+    appendonly: bool = True,
+    server_settings: Mapping[str, str | int] | None = None,
 ) -> Iterator[Server]:
     """Run a throwaway Redis (or Valkey) server on 127.0.0.1 for the duration of the block.
 
@@ -41,13 +45,15 @@ def redis_server(
     the data persists: AOF when appendonly is true, else an RDB snapshot saved at shutdown.
     port None picks a free port. Raises ServiceUnavailable (listing every method tried) when no
     method works. The server is stopped on exit, also when the block raises.
+    ``server_settings`` are passed to the server as ``--name value`` (``make run``'s maxmemory).
     """
+    extra = dict(server_settings or {})
 
     def start(method: str) -> contextlib.AbstractContextManager[Server]:
         if method == "docker":
-            return docker.container("redis", data_dir, port, appendonly)
+            return docker.container("redis", data_dir, port, appendonly, extra)
         exe, how = redis_executable(method)
-        return redis_process(exe, how, data_dir, port, appendonly)
+        return redis_process(exe, how, data_dir, port, appendonly, extra)
 
     with _first_available("redis", start) as server:
         yield server

@@ -19,6 +19,10 @@ from ranker.dev import servers
 from ranker.dev.base import PG_USER
 
 DATABASE = "ranker"
+#: The local Redis of ``make run``: bounded like compose.yaml's, smaller (a demo holds a few MB).
+#: noeviction: evicting would drop idempotency keys or boards; ranker refuses submit above its
+#: watermark of this instead (RANKER_REDIS_MEMORY_WATERMARK).
+DEV_REDIS: dict[str, str | int] = {"maxmemory": "256mb", "maxmemory-policy": "noeviction"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ def local_stack(
     started with their data under ``root``; each started one is said on stdout."""
     with contextlib.ExitStack() as stack:
         if redis_url is None:
-            server = stack.enter_context(servers.redis_server(root / "redis"))
+            server = stack.enter_context(
+                servers.redis_server(root / "redis", server_settings=DEV_REDIS)
+            )
             redis_url = server.url
             print(f"redis:    {redis_url}  ({server.how}; data in {server.data_dir or root})")
         if database_url is None:

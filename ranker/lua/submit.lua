@@ -1,29 +1,31 @@
 -- submit: count one game session on every board it belongs to, exactly once, atomically.
 --
--- KEYS[1]            seen key of the session (idempotency); value "<event id> <what>", where
---                    <what> is ARGV[9]: what the session was accepted with (user, score, mode)
--- KEYS[2]            events stream (persisted by the write-behind worker)
--- KEYS[3]            rebuild flag (value: generation id while a rebuild runs)
--- KEYS[4]            namespace marker (missing: Redis was wiped and the boards are not loaded)
--- KEYS[5 .. 4+n]     the n live boards of the session; the first is the one whose rank is returned
--- KEYS[5+n .. 4+2n]  the n delta keys of those boards, in the same order
+-- KEYS[1]            idempotency key of the session (named by a digest of its id); its value,
+--                    ARGV[9], is opaque here: ranker.ranking reads it (IdempotencyRecord)
+-- KEYS[2]            the session's key as named before the digest (read only: an upgrade)
+-- KEYS[3]            events stream (persisted by the write-behind worker)
+-- KEYS[4]            rebuild flag (value: generation id while a rebuild runs)
+-- KEYS[5]            namespace marker (missing: Redis was wiped and the boards are not loaded)
+-- KEYS[6 .. 5+n]     the n live boards of the session; the first is the one whose rank is returned
+-- KEYS[6+n .. 5+2n]  the n delta keys of those boards, in the same order
 -- ARGV[1] user id    ARGV[2] score    ARGV[3] session id    ARGV[4] event id (uuid)
 -- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] created at (unix ms)
 -- ARGV[8] backlog limit (stream entries)
--- ARGV[9] what the session says: "<user> <score> <mode>", compared with a retry's
+-- ARGV[9] the idempotency key's value for this acceptance
+-- ARGV[10] "1" when Redis memory is above ranker's watermark: nothing new may be stored
 --
--- Returns {status, total, rank, ready, event id}:
---   status "ok"   accepted; total and rank are the player's on the first board
---   status "dup"  the session was already accepted; nothing was counted; current total and rank
---   status "conflict" the session id was accepted with other data; nothing was counted
---   status "full" the backlog limit was reached; nothing was counted
---   total is false when the player is not on the board (only possible for "dup" after a wipe);
---   ready is 1 when the marker exists (the boards are loaded), else 0; the event id is the one
---   the session was accepted as (for "dup", the first acceptance's).
-local n = (#KEYS - 4) / 2
-local board = KEYS[5]
+-- Returns {status, total, rank, ready, event id or record}:
+--   status "ok"     accepted; total and rank are the player's on the first board; the event id
+--   status "seen"   an idempotency key exists: nothing was counted; current total and rank and
+--                   the key's value (the caller tells a retry from a reuse of the id)
+--   status "full"   the backlog limit was reached; nothing was counted
+--   status "memory" Redis memory is above the watermark; nothing was counted
+--   total is false when the player is not on the board (only possible for "seen" after a wipe);
+--   ready is 1 when the marker exists (the boards are loaded), else 0.
+local n = (#KEYS - 5) / 2
+local board = KEYS[6]
 local user = ARGV[1]
-local ready = redis.call('EXISTS', KEYS[4])
+local ready = redis.call('EXISTS', KEYS[5])
 
 local function standing()
     local total = redis.call('ZSCORE', board, user)
@@ -33,28 +35,29 @@ local function standing()
     return total, redis.call('ZCOUNT', board, '(' .. total, '+inf') + 1
 end
 
--- A retry of an accepted session answers "dup" even when the backlog is full.
-local first = redis.call('GET', KEYS[1])
+-- A retry of an accepted session is answered even when the backlog or memory is full. Reads
+-- only up to here, so a Redis at its maxmemory still answers retries.
+local first = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
 if first then
-    local space = string.find(first, ' ', 1, true)
-    -- A value without <what> (written before ranker kept it) cannot tell: a retry, as it was.
-    if space and string.sub(first, space + 1) ~= ARGV[9] then
-        return {'conflict', false, false, ready, string.sub(first, 1, space - 1)}
-    end
     local total, rank = standing()
-    return {'dup', total, rank, ready, space and string.sub(first, 1, space - 1) or first}
+    return {'seen', total, rank, ready, first}
 end
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[8]) then
+if ARGV[10] == '1' then
+    return {'memory', false, false, ready, false}
+end
+if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[8]) then
     return {'full', false, false, ready, false}
 end
 
-redis.call('SET', KEYS[1], ARGV[4] .. ' ' .. ARGV[9], 'PX', ARGV[6])
-local generation = redis.call('GET', KEYS[3])
+-- The first write: when Redis itself is at its maxmemory it refuses this one (OOM) and the
+-- script stops before anything is stored.
+redis.call('SET', KEYS[1], ARGV[9], 'PX', ARGV[6])
+local generation = redis.call('GET', KEYS[4])
 for i = 1, n do
-    redis.call('ZINCRBY', KEYS[4 + i], ARGV[2], user)
+    redis.call('ZINCRBY', KEYS[5 + i], ARGV[2], user)
     if generation then
         -- A rebuild is loading a snapshot: it adds these to its shadow boards at the swap.
-        redis.call('ZINCRBY', KEYS[4 + n + i], ARGV[2], user)
+        redis.call('ZINCRBY', KEYS[5 + n + i], ARGV[2], user)
     end
 end
 local fields = {'e', ARGV[4], 's', ARGV[3], 'u', user, 'p', ARGV[2], 'm', ARGV[5], 't', ARGV[7]}
@@ -63,6 +66,6 @@ if generation then
     table.insert(fields, 'g')
     table.insert(fields, generation)
 end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XADD', KEYS[3], '*', unpack(fields))
 local total, rank = standing()
 return {'ok', total, rank, ready, ARGV[4]}

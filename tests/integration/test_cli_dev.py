@@ -118,6 +118,7 @@ async def test_make_run_works_from_a_private_directory(
 
             async with httpx.AsyncClient() as http:
                 top = await http.get(f"http://127.0.0.1:{port}/api/leaderboard/top?limit=10")
+                ready = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()
             with psycopg.connect(database_url) as conn:  # the printed URL, as it is
                 stored = conn.execute("SELECT count(*) FROM board_totals").fetchone()
             verified = subprocess.run(  # another terminal, with the environment it wrote
@@ -138,6 +139,7 @@ async def test_make_run_works_from_a_private_directory(
     assert top.status_code == 200 and len(top.json()) == 10
     assert database_url.endswith("/ranker") and stored is not None and stored[0] > 0
     assert redis_url.startswith("redis://127.0.0.1:")
+    assert ready["redis_memory"]["maxmemory_bytes"] == 256 * 2**20  # bounded, as documented
     assert verified.returncode == 0 and verified.stdout.startswith("ok: "), verified.stderr
     if os.geteuid() == 0:  # the postgres user cannot reach the checkout: said where instead
         assert data_dir.is_relative_to(postgres_local.SHARED_ROOT), postgres_note

@@ -106,3 +106,34 @@ async def test_a_session_id_reused_with_other_data_is_a_409_before_and_after_a_w
     assert unchanged == before
     assert retried_after_wipe.status_code == 200 and retried_after_wipe.json()["duplicate"]
     assert await session_rows(pool, "match-5") == 1
+
+
+async def test_the_digest_named_key_is_what_submit_writes_and_the_rebuild_restores(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    worker: Worker,
+) -> None:
+    keys = Keys(settings.namespace)
+    body = {"user_id": 8, "score": 30, "game_mode": "team", "session_id": "match-8"}
+    first = (await client.post(SUBMIT, json=body)).json()
+    written = await redis.get(keys.seen("match-8"))
+    ttl_ms = await redis.pttl(keys.seen("match-8"))
+    await worker.drain()
+    await redis.delete(
+        *[key async for key in redis.scan_iter(f"ranker:{{{settings.namespace}}}:*")]
+    )
+
+    await Rebuild(settings, redis, pool).run()
+    restored = await redis.get(keys.seen("match-8"))
+    retry = (await client.post(SUBMIT, json=body)).json()
+    reused = await client.post(SUBMIT, json={**body, "game_mode": "solo"})
+
+    assert written is not None and len(written) == 28
+    assert restored == written
+    assert 0 < await redis.pttl(keys.seen("match-8")) <= ttl_ms
+    assert not await redis.exists(keys.seen_legacy("match-8"))
+    assert (retry["duplicate"], retry["event_id"]) == (True, first["event_id"])
+    assert reused.status_code == 409
+    assert await session_rows(pool, "match-8") == 1

@@ -74,3 +74,13 @@ def test_each_long_running_service_has_a_healthcheck_ranker_understands(service:
     else:
         assert args.url is None
         assert spec["environment"]["RANKER_HEARTBEAT_FILE"]  # the file the worker touches
+
+
+def test_compose_bounds_redis_memory_without_eviction() -> None:
+    command = services()["redis"]["command"]
+    option = {name: value for name, value in zip(command[1::2], command[2::2], strict=True)}
+
+    assert option["--maxmemory"] == "1gb"
+    # Evicting would drop idempotency keys or boards; ranker refuses submit before the limit.
+    assert option["--maxmemory-policy"] == "noeviction"
+    assert option["--appendonly"] == "yes"

@@ -9,6 +9,7 @@ key name is built, refusing names that could reach another key.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,8 @@ def test_no_sql_in_the_project_is_built_by_string_formatting() -> None:
 def test_a_key_is_never_built_from_a_session_id_outside_the_pattern(session_id: str) -> None:
     with pytest.raises(ValueError, match="not a session id"):
         Keys("default").seen(session_id)
+    with pytest.raises(ValueError, match="not a session id"):
+        Keys("default").seen_legacy(session_id)
 
 
 @pytest.mark.parametrize(
@@ -109,5 +112,6 @@ def test_a_key_is_never_built_from_a_board_outside_the_pattern(board: str) -> No
 
 def test_valid_names_make_keys_of_the_namespace_only() -> None:
     keys = Keys("default")
-    assert keys.seen("match-9f2c:1.a_b") == "ranker:{default}:seen:match-9f2c:1.a_b"
+    assert re.fullmatch(r"ranker:\{default\}:idem:[A-Za-z0-9_-]{22}", keys.seen("match-9f2c:1.a_b"))
+    assert keys.seen_legacy("match-9f2c:1.a_b") == "ranker:{default}:seen:match-9f2c:1.a_b"
     assert keys.board("mode:team-2") == "ranker:{default}:board:mode:team-2"

@@ -10,6 +10,7 @@ def test_every_key_of_a_namespace_shares_one_hash_tag() -> None:
         keys.temp("mode:solo"),
         keys.delta("global"),
         keys.seen("abc"),
+        keys.seen_legacy("abc"),
         keys.events,
         keys.marker,
         keys.rebuild_flag,

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ranker.errors import BacklogFull, NotFound, NotReady, SessionConflict
+from ranker.errors import BacklogFull, NotFound, NotReady, RedisMemoryFull, SessionConflict
 from ranker.keys import Keys
+from ranker.memory import MemoryReading, RedisMemory
 from ranker.models import SubmitRequest
-from ranker.ranking import Ranking, ranked
+from ranker.ranking import IdempotencyRecord, Ranking, ranked
 from ranker.settings import Settings
 
 SETTINGS = Settings(
@@ -177,8 +178,99 @@ async def test_an_idempotency_key_without_the_sessions_data_still_answers_a_retr
     ranking: Ranking, redis: fakeredis.FakeAsyncRedis
 ) -> None:
     # Written before the key kept what its session said: it cannot tell a retry from a reuse.
-    await redis.set(KEYS.seen("old"), "6d1f7b3e-0000-4000-8000-000000000001")
+    await redis.set(KEYS.seen_legacy("old"), "6d1f7b3e-0000-4000-8000-000000000001")
 
     answer = await ranking.submit(SubmitRequest(user_id=3, score=5, session_id="old"))
 
     assert (answer.duplicate, answer.event_id) == (True, "6d1f7b3e-0000-4000-8000-000000000001")
+
+
+async def test_the_idempotency_key_is_named_by_a_digest_and_holds_28_characters(
+    ranking: Ranking, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    session_id = "match-" + "x" * 120
+    outcome = await ranking.submit(SubmitRequest(user_id=1, score=3, session_id=session_id))
+
+    value = await redis.get(KEYS.seen(session_id))
+    assert value is not None and len(value) == 28
+    assert IdempotencyRecord.parse(value).event_id == outcome.event_id
+    assert not [key async for key in redis.scan_iter(f"*{session_id}*")]
+    assert len(KEYS.seen(session_id)) == len(KEYS.seen("s"))
+
+
+@pytest.mark.parametrize(
+    "what", [(3, 5, "solo", True), (4, 5, "solo", False), (3, 6, "solo", False)]
+)
+async def test_a_key_of_the_previous_version_still_tells_a_retry_from_a_reuse(
+    ranking: Ranking, redis: fakeredis.FakeAsyncRedis, what: tuple[int, int, str, bool]
+) -> None:
+    user_id, score, mode, retry = what
+    first = "6d1f7b3e-0000-4000-8000-000000000002"
+    await redis.set(KEYS.seen_legacy("upgraded"), f"{first} 3 5 solo")
+    request = SubmitRequest(user_id=user_id, score=score, game_mode=mode, session_id="upgraded")
+
+    if retry:
+        answer = await ranking.submit(request)
+        assert (answer.duplicate, answer.event_id) == (True, first)
+    else:
+        with pytest.raises(SessionConflict):
+            await ranking.submit(request)
+    assert await redis.exists(KEYS.events) == 0
+
+
+def test_a_record_survives_its_text_and_only_its_own_session_is_a_retry() -> None:
+    record = IdempotencyRecord.of("6d1f7b3e-0000-4000-8000-000000000003", 42, 1200, "team")
+
+    again = IdempotencyRecord.parse(record.text().encode())
+
+    assert again.event_id == "6d1f7b3e-0000-4000-8000-000000000003"
+    assert again.is_retry(42, 1200, "team")
+    assert not again.is_retry(42, 1201, "team")
+    assert not again.is_retry(43, 1200, "team")
+    assert not again.is_retry(42, 1200, "solo")
+
+
+class FullMemory(RedisMemory):
+    """A watcher whose last reading is the one a test sets."""
+
+    def __init__(self, used: int, maximum: int) -> None:
+        self.watermark = 0.9
+        self.reading = MemoryReading(used, maximum, 0.9)
+
+
+async def test_above_the_memory_watermark_new_sessions_are_refused_and_retries_answered(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    accepted = await Ranking(redis, SETTINGS).submit(
+        SubmitRequest(user_id=1, score=2, session_id="kept")
+    )
+    before = {key: await redis.dump(key) for key in await redis.keys("*")}
+    ranking = Ranking(redis, SETTINGS, FullMemory(930, 1000))
+
+    with pytest.raises(RedisMemoryFull) as refused:
+        await ranking.submit(SubmitRequest(user_id=2, score=5, session_id="new"))
+    retry = await ranking.submit(SubmitRequest(user_id=1, score=2, session_id="kept"))
+
+    assert refused.value.status == 503
+    assert refused.value.headers["Retry-After"] == str(SETTINGS.retry_after_s)
+    assert refused.value.detail.startswith("Redis memory is 93% full (watermark 90%)")
+    assert {key: await redis.dump(key) for key in await redis.keys("*")} == before
+    assert (retry.duplicate, retry.event_id) == (True, accepted.event_id)
+
+
+@pytest.mark.parametrize(
+    ("used", "maximum", "full", "detail"),
+    [
+        (899, 1000, False, "Redis memory is 89% full (watermark 90%)"),
+        (900, 1000, True, "Redis memory is 90% full (watermark 90%)"),
+        (10**9, 0, False, "Redis has no maxmemory configured: nothing to compare with the "),
+    ],
+)
+def test_a_memory_reading_is_full_at_the_watermark_and_never_without_maxmemory(
+    used: int, maximum: int, full: bool, detail: str
+) -> None:
+    reading = MemoryReading(used, maximum, 0.9)
+
+    assert reading.full is full
+    assert reading.detail().startswith(detail)
+    assert reading.report()["full"] is full

@@ -30,6 +30,15 @@ def test_platform_aliases_and_prefixed_names_are_read(monkeypatch: pytest.Monkey
     assert settings.game_modes == ("solo", "duo", "squad")
 
 
+@pytest.mark.parametrize(("text", "fraction"), [("0.85", 0.85), ("85%", 0.85), (" 100% ", 1.0)])
+def test_the_memory_watermark_is_a_fraction_or_a_percentage(
+    monkeypatch: pytest.MonkeyPatch, text: str, fraction: float
+) -> None:
+    monkeypatch.setenv("RANKER_REDIS_MEMORY_WATERMARK", text)
+
+    assert Settings().redis_memory_watermark == pytest.approx(fraction)
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -39,6 +48,9 @@ def test_platform_aliases_and_prefixed_names_are_read(monkeypatch: pytest.Monkey
         {"RANKER_SCORE_MIN": "10", "RANKER_SCORE_MAX": "5"},
         {"RANKER_SCORE_MAX": str(2**50)},
         {"RANKER_IDEMPOTENCY_TTL_S": "0"},
+        {"RANKER_REDIS_MEMORY_WATERMARK": "0"},
+        {"RANKER_REDIS_MEMORY_WATERMARK": "120%"},
+        {"RANKER_REDIS_MEMORY_WATERMARK": "ninety%"},
     ],
 )
 def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
