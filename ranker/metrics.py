@@ -12,15 +12,23 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    PLATFORM_COLLECTOR,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
+from ranker.errors import ConfigurationError
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# python_info names the runtime's exact version: worth nothing on a dashboard, and a hint to an
+# attacker of what to try where /metrics is public.
+REGISTRY.unregister(PLATFORM_COLLECTOR)
 _LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
@@ -93,11 +101,25 @@ rebuild_members = Gauge(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The text of ``/metrics`` and its content type: this process's metrics, or every API
-    process's when they share a multiprocess directory."""
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or every API process's when they share a multiprocess directory."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text of ``/metrics`` and its content type."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def serve_on_own_port(host: str, port: int) -> None:
+    """Serve ``/metrics`` on a port of its own (``RANKER_METRICS_PORT``), from a thread of this
+    process: with ``--workers N``, the supervising process, which reads every API process's
+    files."""
+    try:
+        start_http_server(port, addr=host, registry=_registry())
+    except OSError as exc:
+        raise ConfigurationError(f"RANKER_METRICS_PORT {port}: {exc.strerror}") from exc

@@ -186,6 +186,13 @@ class Settings(BaseSettings):
         default=None,
         description="A file the worker touches every second (`ranker healthcheck` reads it).",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_535,
+        description="A port of its own for `/metrics` (on the host `ranker serve` binds), so it "
+        "need not be public; empty: `/metrics` is on the API's port.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error."
     )

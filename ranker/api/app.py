@@ -83,7 +83,7 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
             await redis.aclose()
 
     app = Starlette(
-        routes=routes(),
+        routes=routes(public_metrics=settings.metrics_port is None),
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
         middleware=[

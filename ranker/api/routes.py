@@ -150,16 +150,18 @@ async def index(request: Request) -> Response:
     return HTMLResponse(_page())
 
 
-def routes() -> list[BaseRoute]:
-    """Every route of the service (paths kept from the original service)."""
+def routes(public_metrics: bool = True) -> list[BaseRoute]:
+    """Every route of the service (paths kept from the original service); ``/metrics`` only
+    when it has no port of its own."""
+    metrics_route = [Route("/metrics", prometheus, methods=["GET"])] if public_metrics else []
     return [
+        *metrics_route,
         Route("/api/leaderboard/submit", submit, methods=["POST"]),
         Route("/api/leaderboard/top", top, methods=["GET"]),
         Route("/api/leaderboard/rank/{user_id}", rank, methods=["GET"]),
         Route("/api/leaderboard/around/{user_id}", around, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", index, methods=["GET"]),
     ]

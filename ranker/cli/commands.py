@@ -35,6 +35,7 @@ from persistence.rebuild import Rebuild
 from persistence.seed import seed as generate
 from persistence.service import Persistence, workers
 from persistence.verify import Verifier, wait_drained
+from ranker import metrics
 from ranker.api.app import create_app, key_ring
 from ranker.api.protocol import ConnectionLimits, EdgeConfig, connection_budget
 from ranker.api.state import BackgroundService
@@ -96,9 +97,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     limits = edge_limits(settings)
     if args.workers == 1:
         background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
-        server = uvicorn.Server(
-            EdgeConfig(create_app(settings, background), limits=limits, **options)
-        )
+        app = create_app(settings, background)
+        if settings.metrics_port is not None:
+            metrics.serve_on_own_port(args.host, settings.metrics_port)
+        server = uvicorn.Server(EdgeConfig(app, limits=limits, **options))
         server.run()
         return 0 if server.started else 1
     key_ring(settings)  # no key: one line here, not a traceback from every API process
@@ -109,6 +111,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             # Each API process writes its metrics to this directory; /metrics adds them up.
             directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="ranker-metrics-"))
             os.environ[MULTIPROC_ENV] = directory
+        if settings.metrics_port is not None:
+            metrics.serve_on_own_port(args.host, settings.metrics_port)
         config = EdgeConfig(
             "ranker.cli.serve:app", limits=limits, factory=True, workers=args.workers, **options
         )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ranker.dev import servers as devservers
 from ranker.settings import Settings
@@ -106,6 +107,31 @@ async def test_serve_with_two_api_processes_adds_up_their_metrics(
         if line.startswith('ranker_submissions_total{outcome="accepted"}')
     ]
     assert accepted and float(accepted[0].split()[-1]) == 20
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_metrics_can_move_to_a_port_of_their_own(
+    make_settings: Callable[..., Settings], processes: Processes, loaded: None, workers: str
+) -> None:
+    """``RANKER_METRICS_PORT``: ``/metrics`` leaves the API's port (404 there) for its own,
+    where every API process's figures are added up; the runtime's version is on neither."""
+    metrics_port = devservers.free_port()
+    settings = make_settings(metrics_port=metrics_port)
+    url, _ = await processes.serve("--workers", workers, "--no-worker", settings=settings)
+    async with httpx.AsyncClient(headers={"Connection": "close", **auth_headers()}) as http:
+        for n in range(6):
+            body = {"user_id": 1, "score": 1, "session_id": f"port-{workers}-{n}"}
+            assert (await http.post(f"{url}/api/leaderboard/submit", json=body)).is_success
+        assert (await http.get(f"{url}/metrics")).status_code == 404
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+
+    accepted = [
+        line
+        for line in text.splitlines()
+        if line.startswith('ranker_submissions_total{outcome="accepted"}')
+    ]
+    assert accepted and float(accepted[0].split()[-1]) == 6
+    assert "python_info" not in text
 
 
 async def test_healthcheck_follows_the_worker_heartbeat_and_the_api(
