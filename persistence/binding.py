@@ -6,7 +6,8 @@ identity (a random id made on first use, table ``database_identity``) and the na
 ``bound_database`` records the identity of the database it belongs to, with a label a person
 recognises (database name, host and port, never a password). The first process that has the
 database and finds the key absent writes it, with SET NX GET so that two racing processes agree
-on one.
+on one; a rebuild writes it unconditionally (``rebuild_begin.lua``): the boards are then that
+database's. docs/design.md, "Invariants" (I6).
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
             Limits.from_settings(settings),
             keys,
             RateLimits(redis, settings),
+            background,
         )
         stop = asyncio.Event()
         tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]

@@ -98,24 +98,30 @@ async def healthz(request: Request) -> Response:
 
 @observed("readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: Redis answers, the boards are loaded and the backlog is under its limit."""
+    """Readiness: Redis answers, the boards are loaded, the backlog is under its limit and no
+    background service reports a problem (its reason is the answer's ``detail``)."""
     state = state_of(request)
     limit = state.settings.max_backlog
     try:
         loaded = await state.ranking.ready()
         backlog = await state.ranking.backlog()
     except RedisUnavailable as exc:
-        body = {"ready": False, "redis": "unreachable", "detail": exc.detail}
-        return JSON(body, status_code=503, headers={"Retry-After": "1"})
+        down = {"ready": False, "redis": "unreachable", "detail": exc.detail}
+        return JSON(down, status_code=503, headers={"Retry-After": "1"})
     metrics.backlog.set(backlog)
-    ready = loaded and backlog < limit
-    body = {
+    # A worker in this process refused by the namespace's binding persists nothing: the
+    # backlog would grow unseen until it filled, so readiness says why at once.
+    problems = [problem for svc in state.background if (problem := svc.problem())]
+    ready = loaded and backlog < limit and not problems
+    body: dict[str, object] = {
         "ready": ready,
         "redis": "ok",
         "boards_loaded": loaded,
         "backlog": backlog,
         "backlog_limit": limit,
     }
+    if problems:
+        body["detail"] = "; ".join(problems)
     return JSON(
         body,
         status_code=200 if ready else 503,

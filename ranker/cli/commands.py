@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from rich.progress import Progress
 
 from persistence import repository
+from persistence.binding import BoundElsewhere, bound_to, claim, database_identity, pool_identity
 from persistence.database import pool_for, translate_db_errors
 from persistence.migrate import migrate as apply_migrations
 from persistence.rebuild import Rebuild
@@ -37,10 +38,14 @@ from ranker.api.app import create_app, key_ring
 from ranker.api.state import BackgroundService
 from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import background_redis
-from ranker.errors import RankerError
+from ranker.errors import ConfigurationError, DatabaseError, RankerError, RedisUnavailable
 from ranker.keys import Keys
 from ranker.metrics import MULTIPROC_ENV
 from ranker.settings import Settings
+
+log = logging.getLogger("ranker.cli")
+#: How long the start-up check of the namespace's binding waits for PostgreSQL.
+BINDING_CONNECT_TIMEOUT_S = 5
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -70,6 +75,30 @@ async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncCo
         await redis.aclose()
 
 
+async def _claim_namespace(settings: Settings) -> None:
+    """Refuse to start (``BoundElsewhere``, the CLI's one line) when the namespace is bound to
+    another database; bind it when it is bound to none (docs/design.md, "Invariants", I6).
+
+    A server out of reach now is no reason not to start: the API serves without PostgreSQL
+    and the worker waits outages out, checking the binding before each batch anyway."""
+    redis = background_redis(settings)
+    try:
+        with translate_db_errors():
+            async with await psycopg.AsyncConnection.connect(
+                settings.database_url, autocommit=True, connect_timeout=BINDING_CONNECT_TIMEOUT_S
+            ) as conn:
+                mine = await database_identity(conn)
+        await claim(redis, settings.namespace, mine)
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+            raise ConfigurationError(f"{exc}: run `ranker migrate` first") from exc
+        log.warning("could not check the namespace's database binding, starting anyway: %s", exc)
+    except RedisUnavailable as exc:
+        log.warning("could not check the namespace's database binding, starting anyway: %s", exc)
+    finally:
+        await redis.aclose()
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API (and, unless ``--no-worker``, the worker and the rebuild watchdog).
 
@@ -89,11 +118,14 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "forwarded_allow_ips": list(settings.trusted_proxies),
         "timeout_graceful_shutdown": 10,
     }
+    key_ring(settings)  # no key: one line here, not a traceback from every API process
+    # Even with --no-worker: an API on another deployment's namespace would serve its boards
+    # and feed its database while its operator believes otherwise.
+    asyncio.run(_claim_namespace(settings))
     if args.workers == 1:
         background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
         uvicorn.run(create_app(settings, background), **options)
         return 0
-    key_ring(settings)  # no key: one line here, not a traceback from every API process
     if args.no_worker:
         os.environ[NO_WORKER_ENV] = "1"
     with contextlib.ExitStack() as cleanup:
@@ -109,6 +141,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Persist the stream until SIGTERM/SIGINT (or, with ``--burst``, until it is drained)."""
 
     async def run(stop: asyncio.Event) -> int:
+        await _claim_namespace(settings)
         if args.burst:
             async with _connections(settings) as (redis, pool):
                 drained = await asyncio.gather(*(w.drain() for w in workers(settings, redis, pool)))
@@ -157,11 +190,17 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
-    """Compare Redis with PostgreSQL once the worker has drained; 1 on any difference."""
+    """Compare Redis with PostgreSQL once the worker has drained; 1 on any difference, and
+    on a namespace bound to another database (nothing is compared then)."""
 
     async def run() -> int:
         async with _connections(settings) as (redis, pool):
-            await wait_drained(redis, Keys(settings.namespace), args.wait_s)
+            keys = Keys(settings.namespace)
+            # Boards bound to another database are compared with the wrong one: one line, 1.
+            bound, mine = await bound_to(redis, keys), await pool_identity(pool)
+            if bound is not None and bound.id != mine.id:
+                raise BoundElsewhere(settings.namespace, bound, mine)
+            await wait_drained(redis, keys, args.wait_s)
             report = await Verifier(settings, redis, pool).run()
             mismatched = []
             if args.deep:
