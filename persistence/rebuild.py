@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence import repository
+from persistence.binding import bound_to, pool_identity
 from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
 from persistence.stream import generation_of, parse_entry, trim_acknowledged
@@ -88,6 +89,8 @@ class Rebuild:
 
         When another rebuild runs, wait up to ``wait_s`` for it to end and then rebuild anew
         (its snapshot may predate what the caller wants loaded); ``RebuildBusy`` after that.
+        The namespace is bound to this database from the start (``persistence.binding``),
+        whichever it was bound to before.
         ``RankerError`` when the swap was refused ``ATTEMPTS`` times (each outlived its flag).
         """
         started = time.perf_counter()
@@ -115,14 +118,24 @@ class Rebuild:
 
     async def _begin(self, generation: str, wait_s: float = 0.0) -> None:
         stale = [key for b in self.boards for key in (self.keys.temp(b), self.keys.delta(b))]
+        mine = await pool_identity(self.pool)
         deadline = time.monotonic() + wait_s
         waited = False
         while True:
+            before = await bound_to(self.redis, self.keys)  # only for the log line below
             with translate_redis_errors():
                 started = await self.scripts.rebuild_begin(
-                    [self.keys.rebuild_flag, *stale], [generation, self._ttl_ms]
+                    [self.keys.rebuild_flag, self.keys.bound_database, *stale],
+                    [generation, self._ttl_ms, mine.value],
                 )
             if started:
+                if before is not None and before.id != mine.id:
+                    log.warning(
+                        "namespace %s was bound to database %s: this rebuild binds it to %s",
+                        self.settings.namespace,
+                        before,
+                        mine,
+                    )
                 return
             if time.monotonic() >= deadline:
                 raise RebuildBusy("another rebuild of this namespace is running")

@@ -166,6 +166,17 @@ async def has_totals(conn: AsyncConnection) -> bool:
     return bool(row and row[0])
 
 
+async def ensure_database_id(conn: AsyncConnection, new_id: UUID) -> UUID:
+    """This database's identity, made as ``new_id`` if it has none yet (autocommit
+    connection: the select sees the row a racing process committed first)."""
+    await conn.execute(query("insert_database_identity"), {"database_id": new_id})
+    cur = await conn.execute(query("select_database_identity"))
+    row = await cur.fetchone()
+    assert row is not None, "database_identity is empty after its insert"
+    database_id: UUID = row[0]
+    return database_id
+
+
 async def select_board_names(conn: AsyncConnection) -> set[str]:
     """Every board with at least one total in the database."""
     cur = await conn.execute(query("select_board_names"))

@@ -12,6 +12,7 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from persistence.binding import Binding
 from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
@@ -84,12 +85,16 @@ async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys, scripts: 
             log.info("deleted %d persisted entries a rebuild left in the stream", deleted)
 
 
-def workers(settings: Settings, redis: Redis, pool: AsyncConnectionPool) -> list[Worker]:
+def workers(
+    settings: Settings, redis: Redis, pool: AsyncConnectionPool, binding: Binding | None = None
+) -> list[Worker]:
     """``worker_concurrency`` consumers: while one waits for its COMMIT, another reads and
-    sends the next batch (PostgreSQL runs their transactions on separate cores)."""
+    sends the next batch (PostgreSQL runs their transactions on separate cores). They share
+    ``binding`` (by default one of their own)."""
     base = consumer_name()
+    binding = binding or Binding(settings.namespace, redis, pool)
     return [
-        Worker(settings, redis, pool, consumer=f"{base}-{n}")
+        Worker(settings, redis, pool, consumer=f"{base}-{n}", binding=binding)
         for n in range(settings.worker_concurrency)
     ]
 
@@ -103,6 +108,13 @@ class Persistence:
         self.settings = settings
         self.worker = worker
         self.watchdog = watchdog
+        self._binding: Binding | None = None
+
+    def problem(self) -> str | None:
+        """Why the worker persists nothing now (the namespace is bound to another database),
+        for ``/readyz``; ``None`` while it works."""
+        refusal = self._binding and self._binding.refusal
+        return refusal.detail if refusal else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; the worker finishes and acknowledges its batch first."""
@@ -111,9 +123,10 @@ class Persistence:
             async with pool_for(self.settings, wait=False) as pool:
                 jobs: list[Callable[[], Awaitable[None]]] = []
                 if self.worker:
+                    self._binding = Binding(self.settings.namespace, redis, pool)
                     jobs.extend(
                         functools.partial(worker.run, stop)
-                        for worker in workers(self.settings, redis, pool)
+                        for worker in workers(self.settings, redis, pool, self._binding)
                     )
                 if self.watchdog:
                     jobs.append(lambda: watch_boards(self.settings, redis, pool, stop))

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from persistence.binding import Binding, BoundElsewhere
 from persistence.database import translate_db_errors
 from persistence.repository import persist_sessions
 from persistence.stream import StreamEntry, columns_of, ensure_group, lag_s, unpersisted
@@ -36,6 +37,8 @@ from ranker.settings import Settings
 log = logging.getLogger("ranker.worker")
 #: How often a running worker samples the backlog and its lag for the metrics.
 SAMPLE_INTERVAL_S = 1.0
+#: How often a worker refused by the namespace's binding looks whether it is its own again.
+BINDING_POLL_S = 1.0
 T = TypeVar("T")
 
 
@@ -65,7 +68,10 @@ class Worker:
         *,
         consumer: str | None = None,
         retry_wait_max_s: float = 2.0,
+        binding: Binding | None = None,
     ) -> None:
+        """``binding``: shared by the workers of one process (one refusal, one identity
+        lookup); by default the worker's own."""
         self.settings = settings
         self.redis = redis
         self.pool = pool
@@ -73,6 +79,7 @@ class Worker:
         self.scripts = Scripts.register(redis)
         self.consumer = consumer or consumer_name()
         self.retry_wait_max_s = retry_wait_max_s
+        self.binding = binding or Binding(settings.namespace, redis, pool)
         self._next_claim = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -89,13 +96,29 @@ class Worker:
     async def _persist_until(self, stop: asyncio.Event) -> None:
         linger_s = self.settings.worker_linger_ms / 1000
         while not stop.is_set():
-            handled = await self._with_retries(
-                lambda: self.step(self.settings.worker_block_ms), stop
-            )
+            try:
+                handled = await self._with_retries(
+                    lambda: self.step(self.settings.worker_block_ms), stop
+                )
+            except BoundElsewhere:
+                await self._wait_for_binding(stop)
+                continue
             if handled and handled < self.settings.worker_batch_size:
                 # Caught up: let the next batch gather rather than pay a transaction and a
                 # dozen round trips for every few events (the lag this adds is the linger).
                 await pause(stop, linger_s)
+
+    async def _wait_for_binding(self, stop: asyncio.Event) -> None:
+        """Read nothing until the namespace is bound to this worker's database again (a
+        rebuild from it re-binds it) or ``stop``. The batch in hand stays pending under this
+        consumer: a worker of the bound database claims it after ``claim_idle_ms``."""
+        while not stop.is_set():
+            await pause(stop, BINDING_POLL_S)
+            try:
+                await self.binding.check()
+                return
+            except (BoundElsewhere, DatabaseError, RedisUnavailable):
+                continue
 
     async def _sample_until(self, stop: asyncio.Event) -> None:
         """``sample`` every ``SAMPLE_INTERVAL_S`` until ``stop``; a Redis that cannot answer
@@ -124,7 +147,9 @@ class Worker:
         return handled
 
     async def step(self, block_ms: int | None) -> int:
-        """Take one batch, persist it, acknowledge it; returns how many entries it held."""
+        """Take one batch, persist it, acknowledge it; returns how many entries it held.
+        ``BoundElsewhere`` (nothing persisted or acknowledged) when the namespace is bound to
+        another database."""
         try:
             with translate_redis_errors():
                 entries = await self._claim() or await self._read("0", None)
@@ -143,6 +168,10 @@ class Worker:
         ids = [entry_id for entry_id, _ in entries]
         rows = [columns_of(fields) for _, fields in entries if fields]
         if rows:
+            # Checked per batch, after the read and just before the COMMIT: a namespace
+            # re-bound while this worker runs (a rebuild from another database) costs at most
+            # the batch in flight, and one Redis call per batch is nothing beside its transaction.
+            await self.binding.check()
             await self._persist(rows)
         with translate_redis_errors():
             await self.scripts.ack([self.keys.events, self.keys.rebuild_flag], [WORKER_GROUP, *ids])

@@ -94,6 +94,12 @@ class Keys:
         return f"{self._base}:rebuild"
 
     @property
+    def bound_database(self) -> str:
+        """The database the namespace is bound to (value: ``<database id> <label>``): only a
+        worker of that database persists the namespace's events."""
+        return f"{self._base}:database"
+
+    @property
     def rate_limits(self) -> str:
         """The prefix of the rate limiter's counters (the ``limits`` library names the rest:
         ``<prefix>:<kind>/<caller>/...``)."""

@@ -149,6 +149,17 @@ FROM game_sessions WHERE created_at > now() - make_interval(secs => %(window_s)s
 SELECT user_id, total_score FROM board_totals
 WHERE board = %(board)s AND user_id = ANY(%(user_ids)s::bigint[]);
 
+-- name: insert_database_identity
+-- Makes this database's identity on first use (a new random id from the caller); a database
+-- that has one keeps it: two processes racing here agree on the row that was committed first.
+INSERT INTO database_identity (database_id) VALUES (%(database_id)s)
+ON CONFLICT (singleton) DO NOTHING;
+
+-- name: select_database_identity
+-- This database's identity (a separate statement from the insert: it sees the row another
+-- process committed while the insert waited on it).
+SELECT database_id FROM database_identity;
+
 -- name: select_any_total
 -- Whether any board has a member (seed --if-empty).
 SELECT EXISTS (SELECT 1 FROM board_totals) AS has_totals;

@@ -64,11 +64,12 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
             AddressLimits(settings),
             SampledLog(settings.refusal_log_interval_s),
             memory,
+            background,
         )
         stop = asyncio.Event()
         # The memory watcher runs in every API process (each refuses on its own reading).
-        services = [memory, *background]
-        tasks = [asyncio.create_task(svc.run(stop), name=svc.name) for svc in services]
+        tasks = [asyncio.create_task(memory.run(stop), name=memory.name)]
+        tasks += [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]
         try:
             yield
         finally:

@@ -102,8 +102,9 @@ async def healthz(request: Request) -> Response:
 
 @observed("readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: Redis answers, the boards are loaded, the backlog is under its limit and Redis
-    memory under the watermark (read afresh here, which also updates what submit consults)."""
+    """Readiness: Redis answers, the boards are loaded, the backlog is under its limit, Redis
+    memory is under the watermark (read afresh here, which also updates what submit consults)
+    and no background service reports a problem (its reason is the answer's ``detail``)."""
     state = state_of(request)
     limit = state.settings.max_backlog
     try:
@@ -111,11 +112,14 @@ async def readyz(request: Request) -> Response:
         backlog = await state.ranking.backlog()
         memory = await state.memory.refresh()
     except RedisUnavailable as exc:
-        body = {"ready": False, "redis": "unreachable", "detail": exc.detail}
-        return JSON(body, status_code=503, headers={"Retry-After": "1"})
+        down = {"ready": False, "redis": "unreachable", "detail": exc.detail}
+        return JSON(down, status_code=503, headers={"Retry-After": "1"})
     metrics.backlog.set(backlog)
-    ready = loaded and backlog < limit and not memory.full
-    body = {
+    # A worker in this process refused by the namespace's binding persists nothing: the
+    # backlog would grow unseen until it filled, so readiness says why at once.
+    problems = [problem for svc in state.background if (problem := svc.problem())]
+    ready = loaded and backlog < limit and not memory.full and not problems
+    body: dict[str, object] = {
         "ready": ready,
         "redis": "ok",
         "boards_loaded": loaded,
@@ -123,6 +127,8 @@ async def readyz(request: Request) -> Response:
         "backlog_limit": limit,
         "redis_memory": memory.report(),
     }
+    if problems:
+        body["detail"] = "; ".join(problems)
     return JSON(
         body,
         status_code=200 if ready else 503,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,10 +26,16 @@ class BackgroundService(Protocol):
 
     async def run(self, stop: asyncio.Event) -> None: ...
 
+    def problem(self) -> str | None:
+        """Why the service cannot do its work now (``/readyz`` answers 503 with it), else
+        ``None``. What it says is shown to any caller: no address, no secret."""
+        ...
+
 
 @dataclass
 class AppState:
-    """What request handlers use: settings, the Redis client and the ranking of the namespace."""
+    """What request handlers use: settings, the Redis client and the ranking of the namespace
+    (and the background services, whose problems ``/readyz`` reports)."""
 
     settings: Settings
     redis: Redis
@@ -39,6 +46,7 @@ class AppState:
     address_limits: AddressLimits
     refusals: SampledLog
     memory: RedisMemory
+    background: Sequence[BackgroundService] = ()
 
 
 def state_of(request: Request) -> AppState:

@@ -29,6 +29,7 @@ from rich.progress import Progress
 from uvicorn.supervisors import Multiprocess
 
 from persistence import repository
+from persistence.binding import BoundElsewhere, bound_to, claim, database_identity, pool_identity
 from persistence.database import pool_for, translate_db_errors
 from persistence.migrate import migrate as apply_migrations
 from persistence.rebuild import Rebuild
@@ -41,10 +42,14 @@ from ranker.api.protocol import ConnectionLimits, EdgeConfig, connection_budget
 from ranker.api.state import BackgroundService
 from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import background_redis
-from ranker.errors import RankerError
+from ranker.errors import ConfigurationError, DatabaseError, RankerError, RedisUnavailable
 from ranker.keys import Keys
 from ranker.metrics import MULTIPROC_ENV
 from ranker.settings import Settings
+
+log = logging.getLogger("ranker.cli")
+#: How long the start-up check of the namespace's binding waits for PostgreSQL.
+BINDING_CONNECT_TIMEOUT_S = 5
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -74,6 +79,30 @@ async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncCo
         await redis.aclose()
 
 
+async def _claim_namespace(settings: Settings) -> None:
+    """Refuse to start (``BoundElsewhere``, the CLI's one line) when the namespace is bound to
+    another database; bind it when it is bound to none (docs/design.md, "Invariants", I6).
+
+    A server out of reach now is no reason not to start: the API serves without PostgreSQL
+    and the worker waits outages out, checking the binding before each batch anyway."""
+    redis = background_redis(settings)
+    try:
+        with translate_db_errors():
+            async with await psycopg.AsyncConnection.connect(
+                settings.database_url, autocommit=True, connect_timeout=BINDING_CONNECT_TIMEOUT_S
+            ) as conn:
+                mine = await database_identity(conn)
+        await claim(redis, settings.namespace, mine)
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+            raise ConfigurationError(f"{exc}: run `ranker migrate` first") from exc
+        log.warning("could not check the namespace's database binding, starting anyway: %s", exc)
+    except RedisUnavailable as exc:
+        log.warning("could not check the namespace's database binding, starting anyway: %s", exc)
+    finally:
+        await redis.aclose()
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the API (and, unless ``--no-worker``, the worker and the rebuild watchdog).
 
@@ -95,15 +124,21 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "timeout_graceful_shutdown": 10,
     }
     limits = edge_limits(settings)
+    key_ring(settings)  # no key: one line here, not a traceback from every API process
+    # Even with --no-worker: an API on another deployment's namespace would serve its boards
+    # and feed its database while its operator believes otherwise.
+    asyncio.run(_claim_namespace(settings))
     if args.workers == 1:
         background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
         app = create_app(settings, background)
         if settings.metrics_port is not None:
             metrics.serve_on_own_port(args.host, settings.metrics_port)
         server = uvicorn.Server(EdgeConfig(app, limits=limits, **options))
-        server.run()
+        # uvicorn re-raises the signal it stopped on once it has shut down: Ctrl-C is a
+        # KeyboardInterrupt here, and a clean stop.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
         return 0 if server.started else 1
-    key_ring(settings)  # no key: one line here, not a traceback from every API process
     if args.no_worker:
         os.environ[NO_WORKER_ENV] = "1"
     with contextlib.ExitStack() as cleanup:
@@ -117,7 +152,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             "ranker.cli.serve:app", limits=limits, factory=True, workers=args.workers, **options
         )
         # What uvicorn.run does for workers > 1, with the config that carries the limits.
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
 
 
@@ -139,6 +175,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Persist the stream until SIGTERM/SIGINT (or, with ``--burst``, until it is drained)."""
 
     async def run(stop: asyncio.Event) -> int:
+        await _claim_namespace(settings)
         if args.burst:
             async with _connections(settings) as (redis, pool):
                 drained = await asyncio.gather(*(w.drain() for w in workers(settings, redis, pool)))
@@ -187,11 +224,17 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
-    """Compare Redis with PostgreSQL once the worker has drained; 1 on any difference."""
+    """Compare Redis with PostgreSQL once the worker has drained; 1 on any difference, and
+    on a namespace bound to another database (nothing is compared then)."""
 
     async def run() -> int:
         async with _connections(settings) as (redis, pool):
-            await wait_drained(redis, Keys(settings.namespace), args.wait_s)
+            keys = Keys(settings.namespace)
+            # Boards bound to another database are compared with the wrong one: one line, 1.
+            bound, mine = await bound_to(redis, keys), await pool_identity(pool)
+            if bound is not None and bound.id != mine.id:
+                raise BoundElsewhere(settings.namespace, bound, mine)
+            await wait_drained(redis, keys, args.wait_s)
             report = await Verifier(settings, redis, pool).run()
             mismatched = []
             if args.deep:

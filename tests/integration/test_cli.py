@@ -29,7 +29,7 @@ def test_migrate_applies_the_schema_once_then_reports_it_up_to_date(
     finally:
         drop_database(postgres_server_url, name)
 
-    assert (first.returncode, first.stdout.strip()) == (0, "applied migrations [1]")
+    assert (first.returncode, first.stdout.strip()) == (0, "applied migrations [1, 2]")
     assert (second.returncode, second.stdout.strip()) == (0, "database schema is up to date")
 
 

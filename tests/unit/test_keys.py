@@ -14,6 +14,7 @@ def test_every_key_of_a_namespace_shares_one_hash_tag() -> None:
         keys.events,
         keys.marker,
         keys.rebuild_flag,
+        keys.bound_database,
     ]
 
     assert all(name.startswith("ranker:{eu-1}:") for name in names)
