@@ -118,7 +118,11 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, float, str, str, list[f
 def write(results: dict[str, Any], out: Path, markdown: Path, notes: Path | None) -> None:
     """Write ``results.json`` and the plots into ``out`` and the report to ``markdown``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    previous = out / "results.json"
+    if previous.exists() and "previous" not in results:
+        # The run before this one, for the edge section's "before" column.
+        results["previous"] = _headline(json.loads(previous.read_text()))
+    previous.write_text(json.dumps(results, indent=1, default=str))
     plots = _plots(results, out)
     text = _markdown(results, [p.relative_to(markdown.parent) for p in plots])
     if notes and notes.exists():
@@ -154,7 +158,7 @@ def _markdown(r: dict[str, Any], plots: list[Path]) -> str:
         f"{', '.join(_fmt(x) for x in runs)} |"
         for n, v, b, m, runs in verdicts(r)
     ]
-    lines += _seed_section(r) + _http_section(r) + _drain_section(r)
+    lines += _seed_section(r) + _http_section(r) + _edge_section(r) + _drain_section(r)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p})" for p in plots]
     lines += ["", f"Consistency after the run: `ranker verify` said `{r['verify']}`.", ""]
     return "\n".join(lines)
@@ -219,6 +223,50 @@ def _http_section(r: dict[str, Any]) -> list[str]:
         "",
         f"The naive lookup took {naive['p50_ms']:,.0f} ms (median of {naive['lookups']}).",
     ]
+    return lines
+
+
+def _headline(r: dict[str, Any]) -> dict[str, float]:
+    """A run's maximum rank and submit throughput (one ``ranker serve``, the http phase)."""
+    try:
+        return {w: float(r["http"][w]["max"]["achieved_rate"]) for w in ("rank", "submit")}
+    except KeyError:
+        return {}
+
+
+def _edge_section(r: dict[str, Any]) -> list[str]:
+    if "edge" not in r:
+        return []
+    lines = [
+        "",
+        "## The edge: HTTP stacks and abuse limits",
+        "",
+        "Maximum throughput (closed loop) of each variant, in rounds alternating the variants "
+        "(`loadgen/bench/edge.py`); median round, every round listed. The ranker variants run "
+        "without the worker; the figures of the HTTP section above run with it.",
+        "",
+        "| variant | rank req/s | rounds | submit req/s | rounds |",
+        "| --- | ---: | --- | ---: | --- |",
+    ]
+    for name, by_workload in r["edge"].items():
+        cells = []
+        for workload in ("rank", "submit"):
+            run = by_workload.get(workload)
+            if run is None:
+                cells += ["", ""]
+                continue
+            rounds = ", ".join(f"{x:,.0f}" for x in run["runs"])
+            cells += [f"{run['achieved_rate']:,.0f}", rounds]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    if previous := r.get("previous"):
+        lines += [
+            "",
+            f"The run before this one (`ranker serve` with its worker, the HTTP section's "
+            f"maximum): rank {previous.get('rank', math.nan):,.0f} req/s, submit "
+            f"{previous.get('submit', math.nan):,.0f} req/s; this run: rank "
+            f"{_headline(r).get('rank', math.nan):,.0f}, submit "
+            f"{_headline(r).get('submit', math.nan):,.0f}.",
+        ]
     return lines
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadgen.bench import measure
+from loadgen.bench import edge, measure
 from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
 from loadgen.runner import LoadConfig, run_load
 from ranker import boards
@@ -67,6 +67,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results["rebuild_floor"] = asyncio.run(measure.rebuild_floor(settings))
         results["memory"] = asyncio.run(measure.memory(settings))
         results["http"], results["floor"] = http_phase(stack, settings, config)
+        results["edge"] = edge_figures(stack, settings, config)
         phase("naive design: RANK() OVER per lookup")
         results["naive"] = asyncio.run(measure.naive_rank(settings, config.players, config.naive_s))
         results["drain"] = drain_phase(stack, settings, config)
@@ -217,6 +218,20 @@ def http_phase(
         floor.stop()
         service.stop()
     return figures, floor_figures
+
+
+def edge_figures(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """The edge phase (``loadgen.bench.edge``): each variant's median round per workload."""
+
+    def measure_max(service: Service, workload: str) -> dict[str, Any]:
+        return load(service, load_config(service, workload, config), config.warmup_s)
+
+    board = Keys(settings.namespace).board(boards.GLOBAL)
+    rounds = edge.edge_phase(stack, board, measure_max, config.repeats, phase)
+    return {
+        name: {workload: median_run(runs, _achieved) for workload, runs in by_workload.items()}
+        for name, by_workload in rounds.items()
+    }
 
 
 def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:

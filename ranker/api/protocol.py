@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import http
 import logging
 import resource
@@ -34,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ranker.api.problems import problem
 from ranker.metrics import connections_refused
 from ranker.models import FieldError
+from ranker.settings import Settings
 
 log = logging.getLogger("ranker.api")
 
@@ -50,6 +52,20 @@ class ConnectionLimits:
     max_head_bytes: int
     max_pipelined: int
     max_connections: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ConnectionLimits:
+        """The limits of ``settings``, the connection cap resolved against this process's
+        open-file limit (which the API processes of ``--workers N`` inherit)."""
+        return cls(
+            header_timeout_s=settings.header_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+            # The middleware answers 414 / 431 precisely below this; the protocol's bound,
+            # counted on the wire, leaves room for the request line and each header's separators.
+            max_head_bytes=settings.max_url_bytes + settings.max_header_bytes + 4_096,
+            max_pipelined=settings.max_pipelined,
+            max_connections=connection_budget(settings.max_connections),
+        )
 
 
 def connection_budget(configured: int | None) -> int:
@@ -82,9 +98,11 @@ class EdgeConfig(uvicorn.Config):
 class GuardedProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with the per-connection bounds of the module docstring."""
 
-    def __init__(self, config: EdgeConfig, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        self.limits: ConnectionLimits = config.connection_limits
+        # A plain uvicorn.Config (`uvicorn --http ranker.api.protocol:GuardedProtocol`, as the
+        # benchmark runs its floor app) gets the defaults.
+        self.limits: ConnectionLimits = getattr(config, "connection_limits", None) or _defaults()
         self._deadline: asyncio.TimerHandle | None = None
         self._stall: asyncio.TimerHandle | None = None
         self._head_bytes = 0
@@ -251,6 +269,11 @@ class GuardedProtocol(HttpToolsProtocol):
         if answer is not None and not started:
             self.transport.write(_raw(answer))
         self.transport.close()
+
+
+@functools.cache
+def _defaults() -> ConnectionLimits:
+    return ConnectionLimits.of(Settings())
 
 
 def _answer(status: int, detail: str, field: str) -> Response:

@@ -38,7 +38,7 @@ from persistence.service import Persistence, workers
 from persistence.verify import Verifier, wait_drained
 from ranker import metrics
 from ranker.api.app import create_app, key_ring
-from ranker.api.protocol import ConnectionLimits, EdgeConfig, connection_budget
+from ranker.api.protocol import ConnectionLimits, EdgeConfig
 from ranker.api.state import BackgroundService
 from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import background_redis
@@ -123,7 +123,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "timeout_keep_alive": settings.keep_alive_timeout_s,
         "timeout_graceful_shutdown": 10,
     }
-    limits = edge_limits(settings)
+    limits = ConnectionLimits.of(settings)
     key_ring(settings)  # no key: one line here, not a traceback from every API process
     # Even with --no-worker: an API on another deployment's namespace would serve its boards
     # and feed its database while its operator believes otherwise.
@@ -155,20 +155,6 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
-
-
-def edge_limits(settings: Settings) -> ConnectionLimits:
-    """The connection limits of ``settings`` (the connection cap resolved against the
-    open-file limit of this process, which the API processes inherit)."""
-    return ConnectionLimits(
-        header_timeout_s=settings.header_timeout_s,
-        body_timeout_s=settings.body_timeout_s,
-        # The middleware answers 414 / 431 precisely below this; the protocol's bound, counted
-        # on the wire, leaves room for the request line and each header's separators.
-        max_head_bytes=settings.max_url_bytes + settings.max_header_bytes + 4_096,
-        max_pipelined=settings.max_pipelined,
-        max_connections=connection_budget(settings.max_connections),
-    )
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -45,6 +45,7 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         "naive",
         "drain",
         "verify",
+        "edge",
     }
     assert figures["verify"].startswith("ok: ")
     assert figures["drain"]["events"] == 1500
@@ -56,7 +57,14 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         assert set(figures["http"][workload]) == {"100", "max"}
         assert figures["http"][workload]["max"]["count"] > 0
         assert figures["http"][workload]["100"]["errors"] == {}
+    assert len(figures["edge"]) == 6
+    for name, by_workload in figures["edge"].items():
+        for workload, run in by_workload.items():
+            assert run["count"] > 0 and run["errors"] == {}, (name, workload, run["errors"])
+            assert len(run["runs"]) == 2
+    assert set(figures["edge"]["ranker, uvicorn h11"]) == {"rank", "submit"}
     text = markdown.read_text()
+    assert "## The edge: HTTP stacks and abuse limits" in text
     # No run at 1,000 req/s: the targets read there are said to be unmeasured, not invented.
     assert "| rank p99 at 1,000 req/s | - | <= 5 ms | not measured |" in text
     for plot in ("latency-by-rate.png", "max-throughput.png", "worker-lag.png"):
