@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run shell test test-unit test-integration test-slow fuzz lint format bench bench-quick soak up down clean
+.PHONY: run shell test test-unit test-integration test-slow fuzz hostile lint format bench bench-quick soak up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-slow: $(STAMP)
 ## fuzz: schemathesis on every API operation, 2,000 cases per operation and caller (-s: counts)
 fuzz: $(STAMP)
 	RANKER_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest tests/integration/test_fuzz.py -s
+
+## hostile: the hostile-client tests at length (30 s an attack), their table into benchmarks/hostile.md
+hostile: $(STAMP)
+	RANKER_HOSTILE_SECONDS=30 RANKER_HOSTILE_REPORT=benchmarks/hostile.md \
+		$(BIN)/python -m pytest tests/integration/test_hostile.py -s
 
 ## bench: 1M players / 5M sessions on a fresh local stack; writes BENCHMARKS.md and benchmarks/
 bench: $(STAMP)

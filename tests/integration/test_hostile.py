@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import orjson
@@ -298,3 +300,79 @@ async def test_unfinished_bodies_are_dropped_at_their_timeout_and_a_full_edge_an
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{url}/api/leaderboard/top")).status_code == 200
         assert (await http.get(f"{url}/api/leaderboard/rank/1")).status_code == 404
+
+
+#: The abuse limits as deployed (the tests' settings turn them off: they read in bursts).
+DEPLOYED_LIMITS = {
+    name: Settings.model_fields[name].default
+    for name in ("auth_failure_limit", "address_read_limit", "total_read_limit")
+}
+
+
+async def hammer(
+    url: str, deadline: float, request: Callable[[httpx.AsyncClient], Any]
+) -> Counter[int]:
+    """Send ``request`` back to back until ``deadline``; the count of each status."""
+    statuses: Counter[int] = Counter()
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        while asyncio.get_running_loop().time() < deadline:
+            statuses[(await request(http)).status_code] += 1
+    return statuses
+
+
+async def test_a_wrong_key_flood_is_limited_and_logged_once(
+    processes: Processes, make_settings: Callable[..., Settings], report: Report
+) -> None:
+    url, server = await processes.serve(settings=make_settings(**DEPLOYED_LIMITS))
+    wrong = {"Authorization": "Bearer guess"}
+
+    async def guess(http: httpx.AsyncClient) -> httpx.Response:
+        body = {"user_id": 1, "score": 1, "session_id": "guess"}
+        return await http.post("/api/leaderboard/submit", json=body, headers=wrong)
+
+    async with watching(server.pid, url, auth_headers()) as watch:
+        deadline = asyncio.get_running_loop().time() + SECONDS
+        counts = sum(
+            await asyncio.gather(*(hammer(url, deadline, guess) for _ in range(4))), Counter()
+        )
+    after = await settle(server.pid, watch.baseline_rss)
+    logged = processes.log_files[server.pid].read_text().count("refused POST")
+    report.add(
+        f"4 clients sending wrong keys ({sum(counts.values()):,} requests, {logged} log lines)",
+        "`RANKER_AUTH_FAILURE_LIMIT=10/minute`, one log line per address a minute",
+        watch,
+        after,
+    )
+
+    assert counts[401] == 10 and counts[429] == sum(counts.values()) - 10, counts
+    assert logged == 1
+    assert watch.statuses and set(watch.statuses) == {200}, watch.statuses  # the game server
+
+
+async def test_a_read_flood_from_one_address_is_limited_and_submissions_keep_flowing(
+    processes: Processes, make_settings: Callable[..., Settings], report: Report
+) -> None:
+    url, server = await processes.serve(settings=make_settings(**DEPLOYED_LIMITS))
+
+    async def read(http: httpx.AsyncClient) -> httpx.Response:
+        return await http.get("/api/leaderboard/top?limit=100")
+
+    async with watching(server.pid, url, auth_headers()) as watch:
+        started = asyncio.get_running_loop().time()
+        deadline = started + SECONDS
+        counts = sum(
+            await asyncio.gather(*(hammer(url, deadline, read) for _ in range(8))), Counter()
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+    after = await settle(server.pid, watch.baseline_rss)
+    report.add(
+        f"8 connections reading `top?limit=100` back to back ({counts[200]:,} answered, "
+        f"{counts[429]:,} refused); the normal client submits",
+        "`RANKER_ADDRESS_READ_LIMIT=200/second`",
+        watch,
+        after,
+    )
+
+    assert set(counts) <= {200, 429} and counts[429] > 0, counts
+    assert counts[200] <= 200 * (elapsed + 2)  # fixed one-second windows: one more at each edge
+    assert watch.statuses and set(watch.statuses) == {200}, watch.statuses
