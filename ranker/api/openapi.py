@@ -88,8 +88,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The document served at ``/openapi.json`` (built once per settings)."""
     unavailable = _problem(
-        "Redis unreachable, boards being rebuilt, backlog full, or Redis memory above the "
-        "watermark (Retry-After says when to retry)"
+        "Redis unreachable, boards being rebuilt, backlog full, Redis memory above the "
+        "watermark, or every connection busy (Retry-After says when to retry)"
     )
     invalid = _problem("Invalid input; `errors` names each field")
     entries = {"type": "array", "items": _ref(Entry)}
@@ -97,9 +97,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     guarded: dict[str, Any] = {
         "401": _problem("No API key, or not a known one (WWW-Authenticate: Bearer)"),
         "403": _problem("The API key may not make this request (a read-only key writing)"),
-        "429": _problem("The caller's rate limit is spent (Retry-After says when to retry)"),
+        "429": _problem(
+            "The caller's rate limit is spent, or its address's: failed authentications, "
+            "public reads, all reads (Retry-After says when to retry)"
+        ),
     }
     sized: dict[str, Any] = {
+        "408": _problem("The headers or the body did not arrive in time (the connection closes)"),
         "414": _problem("The path and query are too long"),
         "431": _problem("The headers are too large"),
     }
