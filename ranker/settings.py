@@ -73,8 +73,13 @@ class Settings(BaseSettings):
     read_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(), description="Comma-separated API keys that may only read."
     )
+    admin_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated API keys that may manage the deployment (and write, read).",
+    )
     api_key_file: Path | None = Field(
-        default=None, description="A file of API keys, one `<read|write> <key>` per line."
+        default=None,
+        description="A file of API keys, one `<read|write|admin> <key>` per line.",
     )
     public_reads: bool = Field(
         default=True, description="Whether reads (top, rank, around) need no API key."
@@ -204,7 +209,14 @@ class Settings(BaseSettings):
         description="TCP port of `ranker serve` and `ranker dev` without --port. Alias PORT.",
     )
 
-    @field_validator("game_modes", "api_keys", "read_api_keys", "trusted_proxies", mode="before")
+    @field_validator(
+        "game_modes",
+        "api_keys",
+        "read_api_keys",
+        "admin_api_keys",
+        "trusted_proxies",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,7 +1,8 @@
 """Who may call what: API keys presented as ``Authorization: Bearer <key>``.
 
-A key has a scope: ``write`` keys may submit (and read), ``read`` keys may only read. Writes
-always need a key; reads need one only when ``RANKER_PUBLIC_READS`` is false. Keys come from
+A key has a scope: ``admin`` keys may manage the deployment (and write and read), ``write`` keys
+may submit (and read), ``read`` keys may only read. Writes always need a key; reads need one only
+when ``RANKER_PUBLIC_READS`` is false. Keys come from ``RANKER_ADMIN_API_KEYS`` /
 ``RANKER_API_KEYS`` / ``RANKER_READ_API_KEYS`` (comma-separated) and from a key file
 (``RANKER_API_KEY_FILE``: one ``<scope> <key>`` per line, ``#`` comments).
 
@@ -31,6 +32,15 @@ KEY_MIN_LENGTH = 16
 class Scope(enum.Enum):
     READ = "read"
     WRITE = "write"
+    ADMIN = "admin"
+
+
+#: What each scope allows besides itself: every scope includes those below it.
+_INCLUDES = {
+    Scope.READ: {Scope.READ},
+    Scope.WRITE: {Scope.READ, Scope.WRITE},
+    Scope.ADMIN: set(Scope),
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class Caller:
     scope: Scope
 
     def may(self, scope: Scope) -> bool:
-        return self.scope is Scope.WRITE or scope is Scope.READ
+        return scope in _INCLUDES[self.scope]
 
 
 def _digest(key: str) -> bytes:
@@ -63,7 +73,8 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
-        entries = [(Scope.WRITE, key.get_secret_value()) for key in settings.api_keys]
+        entries = [(Scope.ADMIN, key.get_secret_value()) for key in settings.admin_api_keys]
+        entries += [(Scope.WRITE, key.get_secret_value()) for key in settings.api_keys]
         entries += [(Scope.READ, key.get_secret_value()) for key in settings.read_api_keys]
         if settings.api_key_file is not None:
             entries += read_key_file(settings.api_key_file)
@@ -94,7 +105,10 @@ class KeyRing:
         if caller is None:
             raise Unauthorized("the API key is not valid")
         if not caller.may(scope):
-            raise Forbidden(f"the API key {caller.key_id} may only {caller.scope.value}")
+            raise Forbidden(
+                f"the API key {caller.key_id} is a {caller.scope.value} key: "
+                f"this request needs {scope.value}"
+            )
         return caller
 
 
@@ -110,7 +124,7 @@ def read_key_file(path: Path) -> list[tuple[Scope, str]]:
             entries.append((Scope(scope), key.strip()))
         except ValueError:
             raise ValueError(
-                f"{path}:{number}: expected '<read|write> <key>', found scope {scope!r}"
+                f"{path}:{number}: expected '<read|write|admin> <key>', found scope {scope!r}"
             ) from None
     return entries
 
@@ -124,4 +138,4 @@ def write_key_file(path: Path, key: str, scope: Scope = Scope.WRITE) -> None:
     """A key file holding one key, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
-    path.write_text(f"# ranker API keys: <read|write> <key>\n{scope.value} {key}\n")
+    path.write_text(f"# ranker API keys: <read|write|admin> <key>\n{scope.value} {key}\n")

@@ -90,9 +90,23 @@ def test_the_key_file_has_scopes_comments_and_blank_lines(tmp_path: Path) -> Non
 
 def test_a_bad_scope_in_the_key_file_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "keys"
-    path.write_text(f"write {WRITER}\nadmin {READER}\n")
-    with pytest.raises(ValueError, match=r"keys:2: expected '<read\|write> <key>'"):
+    path.write_text(f"write {WRITER}\nroot {READER}\n")
+    with pytest.raises(ValueError, match=r"keys:2: expected '<read\|write\|admin> <key>'"):
         read_key_file(path)
+
+
+def test_an_admin_key_may_do_everything_and_a_write_key_may_not_administer(
+    tmp_path: Path,
+) -> None:
+    admin = "an-admin-key-for-the-tests-0001"
+    path = tmp_path / "keys"
+    path.write_text(f"admin {admin}\nwrite {WRITER}\n")
+    ring = KeyRing(read_key_file(path))
+    for scope in Scope:
+        assert ring.authorize(f"Bearer {admin}", scope).scope is Scope.ADMIN
+    with pytest.raises(Forbidden) as caught:
+        ring.authorize(f"Bearer {WRITER}", Scope.ADMIN)
+    assert "is a write key: this request needs admin" in caught.value.detail
 
 
 def test_a_written_key_file_is_private_and_reads_back(tmp_path: Path) -> None:
