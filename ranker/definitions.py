@@ -1,0 +1,112 @@
+"""Board definitions: what a board counts, in which order, and when it starts again.
+
+A definition is made by the game (``PUT /api/boards/{id}``, or ``RANKER_BOARDS_FILE``) or is
+built in: ``global`` (the sum of every session, highest first, never reset) and ``mode-<mode>``
+(the same for one configured game mode), the boards that existed before definitions did, with
+their data. Ids starting with ``mode-`` are kept for those.
+
+The fields that decide what a board holds (operator, order, reset, time zone, game mode) are
+fixed at creation: changing one would make the board's past a different board's. The title and
+the number of past periods kept in Redis may change.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import zoneinfo
+from collections.abc import Iterable
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ranker.boards import GLOBAL
+from ranker.models import Limits
+from ranker.periods import Reset
+
+#: What a board id may look like (it becomes part of Redis keys and SQL rows).
+BOARD_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+#: The prefix of the built-in boards of game modes (a mode has at most 32 characters, so its
+#: board's id fits ``BOARD_ID_PATTERN``).
+MODE_PREFIX = "mode-"
+#: The fields a definition keeps from its creation on.
+IMMUTABLE = ("operator", "order", "reset", "timezone", "game_mode")
+
+Operator = Literal["sum", "best", "last"]
+Order = Literal["desc", "asc"]
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class BoardDefinition(BaseModel):
+    """One board: its id, what it counts (``operator``), which score wins (``order``), when it
+    starts again (``reset``, in ``timezone``), which sessions count (``game_mode``; ``None``:
+    all), and how many past periods Redis keeps for fast reads (``retain_periods``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str = Field(pattern=BOARD_ID_PATTERN, description="Unique in the namespace.")
+    title: str = Field(default="", max_length=100, description="Shown to players.")
+    operator: Operator = Field(
+        default="sum",
+        description="sum: every session's score added; best: the player's best session "
+        "(highest on desc, lowest on asc); last: the latest accepted session's score.",
+    )
+    order: Order = Field(default="desc", description="desc: highest first; asc: lowest first.")
+    reset: Reset = Field(default="never", description="never, daily, weekly (ISO) or monthly.")
+    timezone: str = Field(default="UTC", description="The IANA zone the periods are counted in.")
+    game_mode: str | None = Field(
+        default=None, description="Only sessions of this mode count; null: every mode."
+    )
+    retain_periods: int = Field(
+        default=8, ge=0, le=1_000, description="Past periods kept in Redis for fast reads."
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(unicodedata.category(c) in {"Cc", "Cf", "Co", "Cs"} for c in value):
+            raise ValueError("no control, format or private-use characters")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in _zones():
+            raise ValueError("not an IANA time zone (e.g. UTC, Europe/Paris)")
+        return value
+
+    @field_validator("game_mode")
+    @classmethod
+    def _known_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limits = info.context
+        if value is not None and isinstance(limits, Limits) and value not in limits.game_modes:
+            raise ValueError(f"unknown game mode; one of: {', '.join(limits.game_modes)}")
+        return value
+
+    def counts(self, game_mode: str) -> bool:
+        """Whether a session of ``game_mode`` counts on this board."""
+        return self.game_mode is None or self.game_mode == game_mode
+
+
+def builtin_boards(game_modes: Iterable[str]) -> list[BoardDefinition]:
+    """The boards every namespace has: ``global`` and one per configured game mode."""
+    boards = [BoardDefinition(id=GLOBAL, title="All modes", retain_periods=0)]
+    boards += [
+        BoardDefinition(id=f"{MODE_PREFIX}{mode}", title=mode, game_mode=mode, retain_periods=0)
+        for mode in game_modes
+    ]
+    return boards
+
+
+def immutable_changes(old: BoardDefinition, new: BoardDefinition) -> list[str]:
+    """The fixed fields ``new`` would change (a 409 names them)."""
+    return [field for field in IMMUTABLE if getattr(old, field) != getattr(new, field)]
+
+
+def reserved(board_id: str) -> bool:
+    """Whether ``board_id`` belongs to a built-in board (a game may not create or delete it)."""
+    return board_id == GLOBAL or board_id.startswith(MODE_PREFIX)
