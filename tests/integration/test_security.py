@@ -113,7 +113,7 @@ async def test_each_key_has_its_own_write_budget_and_a_429_says_when_to_retry(
         assert other.status_code == 200, other.text
 
 
-async def test_reads_are_unlimited_by_default_and_limited_per_address_when_configured(
+async def test_the_shared_read_limit_is_off_by_default_and_counts_per_address_when_set(
     make_settings: Callable[..., Settings], redis: Redis, loaded: None
 ) -> None:
     async with app_client(make_settings(write_rate_limit="1/minute")) as http:
