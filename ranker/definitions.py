@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ranker.boards import GLOBAL
-from ranker.models import Limits
+from ranker.models import known_game_mode
 from ranker.periods import Reset
 
 #: What a board id may look like (it becomes part of Redis keys and SQL rows).
@@ -82,10 +82,7 @@ class BoardDefinition(BaseModel):
     @field_validator("game_mode")
     @classmethod
     def _known_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
-        limits = info.context
-        if value is not None and isinstance(limits, Limits) and value not in limits.game_modes:
-            raise ValueError(f"unknown game mode; one of: {', '.join(limits.game_modes)}")
-        return value
+        return known_game_mode(value, info)
 
     def counts(self, game_mode: str) -> bool:
         """Whether a session of ``game_mode`` counts on this board."""

@@ -72,10 +72,15 @@ class SubmitRequest(BaseModel):
     @field_validator("game_mode")
     @classmethod
     def _known_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
-        limits = info.context
-        if value is not None and isinstance(limits, Limits) and value not in limits.game_modes:
-            raise ValueError(f"unknown game mode; one of: {', '.join(limits.game_modes)}")
-        return value
+        return known_game_mode(value, info)
+
+
+def known_game_mode(value: str | None, info: ValidationInfo) -> str | None:
+    """``value`` if it is one of the configured game modes (the validation context's)."""
+    limits = info.context
+    if value is not None and isinstance(limits, Limits) and value not in limits.game_modes:
+        raise ValueError(f"unknown game mode; one of: {', '.join(limits.game_modes)}")
+    return value
 
 
 class SubmitResponse(BaseModel):

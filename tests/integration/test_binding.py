@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 
 import httpx
@@ -21,7 +20,6 @@ from ranker.dev import servers as devservers
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers, wait_for
-from tests.fixtures.servers import create_database, database_url, drop_database
 
 
 async def identity_of(url: str) -> str:
@@ -59,7 +57,7 @@ async def submit(http: httpx.AsyncClient, session_id: str, user_id: int = 1) -> 
 
 async def test_a_second_deployment_on_the_namespace_with_another_database_is_refused(
     make_settings: Callable[..., Settings],
-    make_database: Callable[[], str],
+    make_database: Callable[..., str],
     processes: Processes,
     redis: Redis,
 ) -> None:
@@ -109,7 +107,7 @@ async def test_a_second_deployment_on_the_namespace_with_another_database_is_ref
 
 async def test_a_running_worker_whose_namespace_is_rebound_elsewhere_persists_nothing(
     make_settings: Callable[..., Settings],
-    make_database: Callable[[], str],
+    make_database: Callable[..., str],
     processes: Processes,
     redis: Redis,
     caplog: pytest.LogCaptureFixture,
@@ -193,15 +191,12 @@ async def test_a_rebuild_after_a_redis_wipe_binds_the_namespace_again(
 
 
 def test_a_worker_on_a_database_not_migrated_yet_says_to_migrate(
-    make_settings: Callable[..., Settings], processes: Processes, postgres_server_url: str
+    make_settings: Callable[..., Settings],
+    processes: Processes,
+    make_database: Callable[..., str],
 ) -> None:
-    name = f"ranker_empty_{uuid.uuid4().hex[:8]}"
-    create_database(postgres_server_url, name)
-    try:
-        settings = make_settings(database_url=database_url(postgres_server_url, name))
-        result = processes.run("worker", settings=settings)
-    finally:
-        drop_database(postgres_server_url, name)
+    settings = make_settings(database_url=make_database(migrated=False))
+    result = processes.run("worker", settings=settings)
 
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,20 +13,16 @@ import pytest
 from ranker.dev import servers as devservers
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers, wait_for
-from tests.fixtures.servers import create_database, database_url, drop_database
 
 
 def test_migrate_applies_the_schema_once_then_reports_it_up_to_date(
-    make_settings: Callable[..., Settings], processes: Processes, postgres_server_url: str
+    make_settings: Callable[..., Settings],
+    processes: Processes,
+    make_database: Callable[..., str],
 ) -> None:
-    name = f"ranker_empty_{uuid.uuid4().hex[:8]}"
-    create_database(postgres_server_url, name)
-    try:
-        settings = make_settings(database_url=database_url(postgres_server_url, name))
-        first = processes.run("migrate", settings=settings)
-        second = processes.run("migrate", settings=settings)
-    finally:
-        drop_database(postgres_server_url, name)
+    settings = make_settings(database_url=make_database(migrated=False))
+    first = processes.run("migrate", settings=settings)
+    second = processes.run("migrate", settings=settings)
 
     assert (first.returncode, first.stdout.strip()) == (0, "applied migrations [1, 2]")
     assert (second.returncode, second.stdout.strip()) == (0, "database schema is up to date")
