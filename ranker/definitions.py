@@ -12,16 +12,17 @@ the number of past periods kept in Redis may change.
 
 from __future__ import annotations
 
+import tomllib
 import unicodedata
 import zoneinfo
 from collections.abc import Iterable
 from functools import cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ranker.boards import GLOBAL
-from ranker.models import known_game_mode
+from ranker.models import Limits, known_game_mode
 from ranker.periods import Reset
 
 #: What a board id may look like (it becomes part of Redis keys and SQL rows).
@@ -107,3 +108,29 @@ def immutable_changes(old: BoardDefinition, new: BoardDefinition) -> list[str]:
 def reserved(board_id: str) -> bool:
     """Whether ``board_id`` belongs to a built-in board (a game may not create or delete it)."""
     return board_id == GLOBAL or board_id.startswith(MODE_PREFIX)
+
+
+def read_boards(text: str, limits: Limits) -> list[BoardDefinition]:
+    """The definitions of a boards file (TOML, one ``[[board]]`` table each, the fields of
+    ``BoardDefinition``); ``ValueError`` with one line naming the board and the field."""
+    try:
+        tables = tomllib.loads(text).get("board", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not TOML: {exc}") from None
+    if not isinstance(tables, list):
+        raise ValueError("boards are [[board]] tables")
+    boards: list[BoardDefinition] = []
+    for number, table in enumerate(tables, 1):
+        name = f"board {number}" + (f" ({table['id']})" if isinstance(table.get("id"), str) else "")
+        try:
+            board = BoardDefinition.model_validate(table, context=limits)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or "board"
+            raise ValueError(f"{name}: {field}: {error['msg']}") from None
+        if reserved(board.id):
+            raise ValueError(f"{name}: id: {board.id!r} is a built-in board's")
+        if any(other.id == board.id for other in boards):
+            raise ValueError(f"{name}: id: {board.id!r} is defined twice")
+        boards.append(board)
+    return boards

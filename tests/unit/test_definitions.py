@@ -11,6 +11,7 @@ from ranker.definitions import (
     BoardDefinition,
     builtin_boards,
     immutable_changes,
+    read_boards,
     reserved,
 )
 from ranker.models import Limits
@@ -97,3 +98,50 @@ def test_the_boards_of_before_are_built_in() -> None:
     ]
     assert all(reserved(board.id) for board in boards)
     assert not reserved("weekly-best") and not reserved("modes")
+
+
+BOARDS_FILE = """
+[[board]]
+id = "weekly-best"
+title = "Best run this week"
+operator = "best"
+reset = "weekly"
+timezone = "Europe/Paris"
+
+[[board]]
+id = "solo-sprint"
+operator = "best"
+order = "asc"
+game_mode = "solo"
+"""
+
+
+def test_a_boards_file_holds_definitions() -> None:
+    boards = read_boards(BOARDS_FILE, LIMITS)
+    assert [(b.id, b.operator, b.order, b.game_mode) for b in boards] == [
+        ("weekly-best", "best", "desc", None),
+        ("solo-sprint", "best", "asc", "solo"),
+    ]
+    assert read_boards("", LIMITS) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[[board]]\nid = 'x'\noperator = 'max'\n", "board 1 (x): operator: Input should be"),
+        ("[[board]]\nid = 'x'\n[[board]]\nid = 'x'\n", "board 2 (x): id: 'x' is defined twice"),
+        ("[[board]]\nid = 'global'\n", "board 1 (global): id: 'global' is a built-in board's"),
+        ("[[board]]\ntitle = 'no id'\n", "board 1: id: Field required"),
+        (
+            "[[board]]\nid = 'x'\ngame_mode = 'duo'\n",
+            "board 1 (x): game_mode: Value error, unknown",
+        ),
+        ("board = 3\n", "boards are [[board]] tables"),
+        ("[[board]\n", "not TOML"),
+    ],
+)
+def test_a_bad_boards_file_is_one_line_naming_the_board_and_field(text: str, reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        read_boards(text, LIMITS)
+    assert str(caught.value).startswith(reason), caught.value
+    assert "\n" not in str(caught.value)
