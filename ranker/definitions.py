@@ -16,11 +16,13 @@ import tomllib
 import unicodedata
 import zoneinfo
 from collections.abc import Iterable
+from datetime import datetime
 from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ranker import boards
 from ranker.boards import GLOBAL
 from ranker.models import Limits, known_game_mode
 from ranker.periods import Reset
@@ -90,6 +92,21 @@ class BoardDefinition(BaseModel):
         return self.game_mode is None or self.game_mode == game_mode
 
 
+class PeriodOut(BaseModel):
+    """A period as the API shows it (``None`` bounds: a board that never resets)."""
+
+    id: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+class Board(BoardDefinition):
+    """A definition with its current period and how many players that period holds."""
+
+    period: PeriodOut
+    members: int
+
+
 def builtin_boards(game_modes: Iterable[str]) -> list[BoardDefinition]:
     """The boards every namespace has: ``global`` and one per configured game mode."""
     boards = [BoardDefinition(id=GLOBAL, title="All modes", retain_periods=0)]
@@ -103,6 +120,14 @@ def builtin_boards(game_modes: Iterable[str]) -> list[BoardDefinition]:
 def immutable_changes(old: BoardDefinition, new: BoardDefinition) -> list[str]:
     """The fixed fields ``new`` would change (a 409 names them)."""
     return [field for field in IMMUTABLE if getattr(old, field) != getattr(new, field)]
+
+
+def sorted_set_of(board: BoardDefinition) -> str:
+    """The board name (``boards``) whose sorted set holds a built-in board: ``global`` and
+    ``mode:<mode>``, the names they had before definitions, so an upgrade moves no data."""
+    if not reserved(board.id):
+        raise ValueError(f"board {board.id!r} is not a built-in board")
+    return boards.of_mode(board.game_mode)
 
 
 def reserved(board_id: str) -> bool:

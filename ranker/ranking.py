@@ -228,6 +228,17 @@ class Ranking:
             raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
         return ranked(flat, int(first_rank), int(first_position))
 
+    async def members(self, names: Sequence[str]) -> list[int]:
+        """How many players each of the boards ``names`` holds, in one round trip."""
+        with translate_redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(self.keys.marker)
+                for name in names:
+                    pipe.zcard(self.keys.board(name))
+                ready, *counts = await pipe.execute()
+        self._check_ready(ready)
+        return [int(count) for count in counts]
+
     async def ready(self) -> bool:
         """Whether the namespace's boards are loaded (its marker exists)."""
         with translate_redis_errors():

@@ -10,10 +10,18 @@ from pydantic.json_schema import models_json_schema
 
 from ranker import __version__
 from ranker.boards import NAME_PATTERN
+from ranker.definitions import BOARD_ID_PATTERN, Board, builtin_boards
 from ranker.models import Entry, Problem, Standing, SubmitRequest, SubmitResponse
 from ranker.settings import Settings
 
-_MODELS: tuple[type[BaseModel], ...] = (SubmitRequest, SubmitResponse, Standing, Entry, Problem)
+_MODELS: tuple[type[BaseModel], ...] = (
+    SubmitRequest,
+    SubmitResponse,
+    Standing,
+    Entry,
+    Board,
+    Problem,
+)
 _REF = "#/components/schemas/{model}"
 
 
@@ -34,6 +42,17 @@ def _problem(description: str) -> dict[str, Any]:
 
 def _params(settings: Settings, *names: str) -> list[dict[str, Any]]:
     known: dict[str, dict[str, Any]] = {
+        "board_id": {
+            "name": "board_id",
+            "in": "path",
+            "required": True,
+            # The boards that exist: the built-in ones, until games can define their own.
+            "schema": {
+                "type": "string",
+                "pattern": BOARD_ID_PATTERN,
+                "enum": [board.id for board in builtin_boards(settings.game_modes)],
+            },
+        },
         "user_id": {
             "name": "user_id",
             "in": "path",
@@ -167,6 +186,41 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "responses": {
                     "200": _json(entries, "Best first, the player included"),
                     "404": _problem("The player has no score on the board"),
+                    "422": invalid,
+                    "503": unavailable,
+                    **guarded,
+                    **sized,
+                },
+            }
+        },
+        "/api/boards": {
+            "get": {
+                "summary": "Every board: its definition, current period and members",
+                **reads_guarded,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"boards": {"type": "array", "items": _ref(Board)}},
+                            "required": ["boards"],
+                        },
+                        "The built-in boards (global first, then one per game mode)",
+                    ),
+                    "422": invalid,
+                    "503": unavailable,
+                    **guarded,
+                    **sized,
+                },
+            }
+        },
+        "/api/boards/{board_id}": {
+            "get": {
+                "summary": "One board: its definition, current period and members",
+                **reads_guarded,
+                "parameters": _params(settings, "board_id"),
+                "responses": {
+                    "200": _json(_ref(Board), "The board"),
+                    "404": _problem("There is no such board"),
                     "422": invalid,
                     "503": unavailable,
                     **guarded,

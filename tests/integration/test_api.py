@@ -161,3 +161,39 @@ async def test_a_trailing_slash_is_a_404_problem_not_a_redirect(client: httpx.As
 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_boards_are_listed_with_their_period_and_members(
+    client: httpx.AsyncClient,
+) -> None:
+    for user_id, mode in [(1, "solo"), (2, "solo"), (3, "team"), (1, "team")]:
+        assert (await submit(client, user_id=user_id, score=5, game_mode=mode)).is_success
+
+    listed = await client.get("/api/boards")
+    assert listed.status_code == 200, listed.text
+    boards = {board["id"]: board for board in listed.json()["boards"]}
+    assert list(boards) == ["global", "mode-solo", "mode-team"]
+    assert {b: boards[b]["members"] for b in boards} == {
+        "global": 3,
+        "mode-solo": 2,
+        "mode-team": 2,
+    }
+    assert boards["mode-solo"] | {"members": None} == {
+        "id": "mode-solo",
+        "title": "solo",
+        "operator": "sum",
+        "order": "desc",
+        "reset": "never",
+        "timezone": "UTC",
+        "game_mode": "solo",
+        "retain_periods": 0,
+        "period": {"id": "all", "starts_at": None, "ends_at": None},
+        "members": None,
+    }
+    one = await client.get("/api/boards/mode-team")
+    assert one.status_code == 200 and one.json() == boards["mode-team"]
+
+    missing = await client.get("/api/boards/weekly-best")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/api/boards?x=1")).status_code == 422
