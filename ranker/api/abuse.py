@@ -13,10 +13,11 @@ import logging
 import math
 import time
 
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from ranker.api.ratelimit import budgets, over_budget
 from ranker.errors import TooManyRequests
 from ranker.settings import Settings
 
@@ -29,9 +30,9 @@ class AddressLimits:
 
     def __init__(self, settings: Settings) -> None:
         self._limiter = FixedWindowRateLimiter(MemoryStorage())
-        self._auth_failures = _parse(settings.auth_failure_limit)
-        self._address_reads = _parse(settings.address_read_limit)
-        self._total_reads = _parse(settings.total_read_limit)
+        self._auth_failures = budgets(settings.auth_failure_limit)
+        self._address_reads = budgets(settings.address_read_limit)
+        self._total_reads = budgets(settings.total_read_limit)
 
     def check_guessing(self, client: str) -> None:
         """429 for a client whose failed authentications spent their budget: while it lasts,
@@ -61,15 +62,8 @@ class AddressLimits:
     ) -> TooManyRequests:
         identifiers = (kind, client) if client is not None else (kind,)
         stats = self._limiter.get_window_stats(item, *identifiers)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        scope = "of this address " if client is not None else ""
-        return TooManyRequests(
-            f"over the limit {scope}of {item.amount} {what} per {item.multiples} "
-            f"{item.GRANULARITY.name}(s); retry after {retry_after} s",
-            retry_after,
-            item.amount,
-            field,
-        )
+        limit = "the limit of this address of" if client is not None else "the limit of"
+        return over_budget(item, stats.reset_time, limit, f" {what}", field)
 
 
 class SampledLog:
@@ -100,7 +94,3 @@ class SampledLog:
         quiet = [key for key, (last, _) in self._since.items() if now - last >= self.interval_s]
         for key in quiet or list(self._since):  # none quiet: a flood of addresses; start over
             del self._since[key]
-
-
-def _parse(text: str) -> list[RateLimitItem]:
-    return parse_many(text) if text else []

@@ -39,8 +39,8 @@ class RateLimits:
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._budgets: dict[str, list[RateLimitItem]] = {
-            "write": _parse(settings.write_rate_limit),
-            "read": _parse(settings.read_rate_limit),
+            "write": budgets(settings.write_rate_limit),
+            "read": budgets(settings.read_rate_limit),
         }
 
     def limits(self, kind: str) -> bool:
@@ -56,15 +56,25 @@ class RateLimits:
                 if await self._limiter.hit(item, kind, caller):
                     continue
                 stats = await self._limiter.get_window_stats(item, kind, caller)
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-            raise TooManyRequests(
-                f"over the {kind} rate limit of {item.amount} per {item.multiples} "
-                f"{item.GRANULARITY.name}(s); retry after {retry_after} s",
-                retry_after,
-                item.amount,
-                "client" if caller.startswith(ADDRESS) else "authorization",
-            )
+            field = "client" if caller.startswith(ADDRESS) else "authorization"
+            raise over_budget(item, stats.reset_time, f"the {kind} rate limit of", "", field)
 
 
-def _parse(text: str) -> list[RateLimitItem]:
+def budgets(text: str) -> list[RateLimitItem]:
+    """The budgets of a limit setting (``100/second; 1000/hour``); empty: none."""
     return parse_many(text) if text else []
+
+
+def over_budget(
+    item: RateLimitItem, reset_time: float, limit: str, what: str, field: str
+) -> TooManyRequests:
+    """The 429 of a spent budget: "over <limit> <amount> <what> per <window>; retry after ..."
+    (``reset_time``: when its window ends, in epoch seconds), naming ``field``."""
+    retry_after = max(1, math.ceil(reset_time - time.time()))
+    return TooManyRequests(
+        f"over {limit} {item.amount}{what} per {item.multiples} {item.GRANULARITY.name}(s); "
+        f"retry after {retry_after} s",
+        retry_after,
+        item.amount,
+        field,
+    )
