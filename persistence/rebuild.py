@@ -4,12 +4,26 @@ The protocol (docs/design.md, "Rebuild protocol"): a flag with a generation id m
 submission also land in a per-board delta key and tags its stream entry; a REPEATABLE READ
 snapshot S is loaded into the shadow keys; then the stream is read and reconciled with S:
 
-=============================  ===================  =================================
-stream entry                   in S                 not in S
-=============================  ===================  =================================
-untagged (before the flag)     counted by S: skip   add to the shadow
-tagged (after the flag)        subtract (S + delta) counted by the delta: skip
-=============================  ===================  =================================
+=============================  =======================  ===============================
+stream entry                   in S                     not in S
+=============================  =======================  ===============================
+untagged (before the flag)     counted by S: skip       apply to the shadow (a ``last``
+                                                        only over an older score of S)
+tagged (after the flag)        sum: subtract (S and     counted by the delta: skip
+                               the delta hold it);
+                               best, last: skip (the
+                               merge is idempotent)
+=============================  =======================  ===============================
+
+A board period is rebuilt per its op (``ranker.placements``): a sum adds, a best keeps the
+better of shadow and entry, a last keeps the newest by acceptance order (an untagged entry
+not in S is newer than S's score unless another worker committed a later session first, so
+its order is compared with S's). At the swap a delta is merged by the same op: for a last,
+the delta's score is the newest of all (tagged entries follow every untagged one).
+
+The board periods rebuilt are the current and retained ones of every board that counts
+(``targets``), from the definitions in Redis, or those PostgreSQL holds when Redis lost them
+(restored first: ``restore_definitions``).
 
 While the flag is set the worker acknowledges but does not delete entries, so no entry leaves
 the stream between S and the read unless S holds it. The swap adds each delta into its shadow,
@@ -26,6 +40,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -36,11 +51,14 @@ from persistence import repository
 from persistence.binding import bound_to, pool_identity
 from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
-from persistence.stream import generation_of, parse_entry, trim_acknowledged
+from persistence.definitions import restore_definitions
+from persistence.stream import generation_of, is_definition, parse_entry, trim_acknowledged
 from ranker import metrics
+from ranker.catalog import STOPPED, Catalog
 from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
+from ranker.placements import Placement, place, retained
 from ranker.ranking import IdempotencyRecord
 from ranker.scripts import Scripts
 from ranker.settings import Settings
@@ -51,6 +69,9 @@ ATTEMPTS = 3
 SWAP_CHUNK = 1_000
 #: How often a rebuild waiting for another one checks whether it has finished.
 BUSY_POLL_S = 0.1
+#: How far ahead a rebuild also loads the next period (submissions of it during the rebuild
+#: land in its delta, which only a period of the rebuild's is merged from).
+LOOKAHEAD = timedelta(minutes=5)
 
 
 class RebuildBusy(RankerError):
@@ -70,6 +91,8 @@ class RebuildReport:
     sessions_restored: int
     attempts: int
     duration_s: float
+    #: How many board periods were loaded.
+    periods: int = 0
 
 
 class Rebuild:
@@ -81,8 +104,9 @@ class Rebuild:
         self.pool = pool
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
-        self.boards = settings.boards
+        self.catalog = Catalog(redis, settings)
         self._ttl_ms = settings.rebuild_ttl_s * 1000
+        self.targets: list[Placement] = []
 
     async def run(self, wait_s: float = 0.0) -> RebuildReport:
         """Rebuild every board.
@@ -94,15 +118,17 @@ class Rebuild:
         ``RankerError`` when the swap was refused ``ATTEMPTS`` times (each outlived its flag).
         """
         started = time.perf_counter()
+        await restore_definitions(self.redis, self.settings, self.pool)
         for attempt in range(1, ATTEMPTS + 1):
             generation = uuid.uuid4().hex
+            self.targets = await self._targets()
             await self._begin(generation, wait_s)
             try:
                 counts = await self._load(generation)
                 with translate_redis_errors():
                     swapped = await self.scripts.rebuild_swap(
                         [self.keys.rebuild_flag, self.keys.marker, *self._swap_keys()],
-                        [generation, SWAP_CHUNK],
+                        [generation, SWAP_CHUNK, *self._swap_args()],
                     )
             except BaseException:
                 await self._abandon(generation)
@@ -112,12 +138,36 @@ class Rebuild:
                 duration = time.perf_counter() - started
                 metrics.rebuild_duration.observe(duration)
                 metrics.rebuild_members.set(counts[0])
-                return RebuildReport(*counts, attempts=attempt, duration_s=duration)
+                return RebuildReport(
+                    *counts, attempts=attempt, duration_s=duration, periods=len(self.targets)
+                )
             log.warning("rebuild generation %s outlived its flag; starting again", generation)
         raise RankerError(f"rebuild did not finish within the flag TTL {ATTEMPTS} times")
 
+    async def _targets(self) -> list[Placement]:
+        """Every board period to load: the current (and, when it starts within
+        ``LOOKAHEAD``, the next) and the retained periods of every board that counts."""
+        records = (await self.catalog.reload()).records.values()  # restored if they were lost
+        now = datetime.now(UTC)
+        targets: dict[str, Placement] = {}
+        for record in records:
+            if record.state in STOPPED:
+                continue
+            board = record.definition
+            for instant in (now + LOOKAHEAD, now):
+                for placement in place([board], instant):
+                    targets.setdefault(placement.slot, placement)
+            for period in retained(board, now)[1:]:
+                start = period.starts_at
+                assert start is not None  # only a board that resets has past periods
+                for placement in place([board], start):
+                    targets.setdefault(placement.slot, placement)
+        return list(targets.values())
+
     async def _begin(self, generation: str, wait_s: float = 0.0) -> None:
-        stale = [key for b in self.boards for key in (self.keys.temp(b), self.keys.delta(b))]
+        stale = [
+            key for t in self.targets for key in (self.keys.temp(t.slot), self.keys.delta(t.slot))
+        ]
         mine = await pool_identity(self.pool)
         deadline = time.monotonic() + wait_s
         waited = False
@@ -155,9 +205,12 @@ class Rebuild:
     def _swap_keys(self) -> list[str]:
         return [
             key
-            for board in self.boards
-            for key in (self.keys.temp(board), self.keys.delta(board), self.keys.board(board))
+            for t in self.targets
+            for key in (self.keys.temp(t.slot), self.keys.delta(t.slot), self.keys.board(t.slot))
         ]
+
+    def _swap_args(self) -> list[str | int]:
+        return [value for t in self.targets for value in (t.op, t.expires_at_ms)]
 
     async def _load(self, generation: str) -> tuple[int, int, int, int]:
         """Load snapshot S into the shadows and reconcile the stream with it, in one
@@ -166,22 +219,23 @@ class Rebuild:
             async with self.pool.connection() as conn, conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 members = 0
-                for board in self.boards:
-                    members += await self._load_board(conn, board, generation)
+                for target in self.targets:
+                    members += await self._load_board(conn, target, generation)
                 added, subtracted = await self._reconcile_stream(conn, generation.encode())
                 restored = await self._restore_idempotency_keys(conn)
         return members, added, subtracted, restored
 
-    async def _load_board(self, conn: AsyncConnection, board: str, generation: str) -> int:
-        """Stream one board's totals into its shadow key. PostgreSQL fetches the next batch
-        while Redis adds the previous ones: a reader task feeds the loader through a queue."""
-        temp = self.keys.temp(board)
+    async def _load_board(self, conn: AsyncConnection, target: Placement, generation: str) -> int:
+        """Stream one board period's scores into its shadow key. PostgreSQL fetches the next
+        batch while Redis adds the previous ones: a reader task feeds the loader through a
+        queue."""
+        temp = self.keys.temp(target.slot)
         batches: asyncio.Queue[list[tuple[int, int]] | None] = asyncio.Queue(maxsize=8)
 
         async def read() -> None:
             try:
-                async for rows in repository.iter_board_totals(
-                    conn, board, self.settings.rebuild_batch_size
+                async for rows in repository.iter_board_scores(
+                    conn, target.board, target.period, self.settings.rebuild_batch_size
                 ):
                     await batches.put(rows)
             finally:
@@ -213,38 +267,84 @@ class Rebuild:
 
     async def _reconcile_stream(self, conn: AsyncConnection, generation: bytes) -> tuple[int, int]:
         """Apply the table of the module docstring to every stream entry; returns the counts
-        of entries added to and subtracted from the shadows."""
+        of entries applied to and subtracted from the shadows."""
         added = subtracted = 0
         start = "-"
         page_size = self.settings.rebuild_batch_size
+        ops = {t.slot: t.op for t in self.targets}
         while True:
             with translate_redis_errors():
                 page: Any = await self.redis.xrange(self.keys.events, min=start, count=page_size)
             if not page:
                 return added, subtracted
-            entries = [(parse_entry(f), generation_of(f) == generation) for _, f in page]
+            start = "(" + page[-1][0].decode()
+            entries = [
+                (parse_entry(entry_id, f), generation_of(f) == generation)
+                for entry_id, f in page
+                if not is_definition(f)
+            ]
             persisted = await repository.select_persisted_event_ids(
                 conn, [session.event_id for session, _ in entries]
             )
-            changes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            bests: dict[str, dict[str, int]] = defaultdict(dict)
+            lasts: dict[tuple[str, str], dict[int, tuple[int, int]]] = defaultdict(dict)
             for session, tagged in entries:
                 in_snapshot = session.event_id in persisted
-                if tagged == in_snapshot:
-                    sign = -1 if tagged else 1
-                    added, subtracted = added + (not tagged), subtracted + tagged
-                    for board in session.boards:
-                        changes[board][str(session.user_id)] += sign * session.score
-            await self._apply(changes, generation.decode())
-            start = "(" + page[-1][0].decode()
+                if tagged != in_snapshot:
+                    continue  # counted once already: by S, or by the delta
+                added, subtracted = added + (not tagged), subtracted + tagged
+                for token in session.tokens:
+                    op = ops.get(token.slot)
+                    member = str(session.user_id)
+                    if op == "s":
+                        sums[token.slot][member] += -session.score if tagged else session.score
+                    elif tagged or op is None:
+                        continue
+                    elif op in ("h", "l"):
+                        best = bests[token.slot].get(member)
+                        better = max if op == "h" else min
+                        bests[token.slot][member] = (
+                            session.score if best is None else better(best, session.score)
+                        )
+                    else:  # later entries of the page are later acceptances
+                        newest = lasts[(token.board, token.period)]
+                        newest[session.user_id] = (session.accepted_seq, session.score)
+            await self._apply(sums, bests, await self._newer_than_snapshot(conn, lasts), generation)
 
-    async def _apply(self, changes: dict[str, dict[str, int]], generation: str) -> None:
+    async def _newer_than_snapshot(
+        self, conn: AsyncConnection, lasts: dict[tuple[str, str], dict[int, tuple[int, int]]]
+    ) -> dict[str, dict[str, int]]:
+        """Of the unpersisted ``last`` scores, those newer than the score S holds."""
+        newer: dict[str, dict[str, int]] = defaultdict(dict)
+        for (board, period), players in lasts.items():
+            seqs = await repository.select_seqs_of_users(conn, board, period, list(players))
+            slot = next(t.slot for t in self.targets if (t.board, t.period) == (board, period))
+            for user_id, (seq, score) in players.items():
+                if seq > seqs.get(user_id, -1):
+                    newer[slot][str(user_id)] = score
+        return newer
+
+    async def _apply(
+        self,
+        sums: dict[str, dict[str, int]],
+        bests: dict[str, dict[str, int]],
+        lasts: dict[str, dict[str, int]],
+        generation: bytes,
+    ) -> None:
+        ops = {t.slot: t.op for t in self.targets}
         with translate_redis_errors():
             async with self.redis.pipeline(transaction=False) as pipe:
-                for board, members in changes.items():
+                for slot, members in sums.items():
                     for member, points in members.items():
-                        pipe.zincrby(self.keys.temp(board), points, member)
+                        pipe.zincrby(self.keys.temp(slot), points, member)
+                for slot, members in bests.items():
+                    better = {"gt": True} if ops[slot] == "h" else {"lt": True}
+                    pipe.zadd(self.keys.temp(slot), members, **better)
+                for slot, members in lasts.items():
+                    pipe.zadd(self.keys.temp(slot), members)
                 await pipe.execute()
-            await self._keep_flag(generation)
+            await self._keep_flag(generation.decode())
 
     async def _restore_idempotency_keys(self, conn: AsyncConnection) -> int:
         """Set the idempotency key of every session of the window that Redis lost (NX: a key

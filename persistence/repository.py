@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection, sql
 
-from ranker import boards
+from ranker.placements import Token
 from sql import query
 
 
@@ -23,21 +23,21 @@ class Session:
     score: int
     game_mode: str
     created_ms: int
-
-    @property
-    def boards(self) -> tuple[str, str]:
-        """The boards the session counts on."""
-        return boards.of_session(self.game_mode)
+    #: Where Redis ordered its acceptance (``stream.accepted_seq``).
+    accepted_seq: int = 0
+    #: The boards and periods it counted on.
+    tokens: tuple[Token, ...] = ()
 
 
 async def persist_sessions(conn: AsyncConnection, rows: Iterable[Sequence[bytes]]) -> int:
     """Insert the sessions not yet stored and add them to the board totals; in the caller's
     transaction. Returns how many were new (the others were stored before: a redelivery).
 
-    Each row holds the text of event id, session id, user id, score, game mode and created
-    time (unix ms), as the events stream carries them. They are written to COPY as they are:
-    the API admitted none that holds a tab, a newline or a backslash (ids, modes and session
-    ids match strict patterns), so no value needs escaping. The connection must come from
+    Each row holds the text of event id, session id, user id, score, game mode, created
+    time (unix ms), acceptance order and placements, as the events stream carries them.
+    They are written to COPY as they are: the API admitted none that holds a tab, a newline
+    or a backslash (ids, modes, session ids and placements match strict patterns), so no
+    value needs escaping. The connection must come from
     ``database.make_pool``, which makes its staging table.
     """
     async with conn.cursor() as cur:
@@ -62,8 +62,8 @@ async def insert_random_sessions(
     await conn.execute(query("insert_random_sessions"), params)
 
 
-async def add_run_to_board_totals(conn: AsyncConnection, run: str, *, empty: bool) -> None:
-    """Add every session of seed run ``run`` to the board totals. ``empty``: the table has no
+async def add_run_to_board_scores(conn: AsyncConnection, run: str, *, empty: bool) -> None:
+    """Add every session of seed run ``run`` to the built-in boards. ``empty``: the table has no
     row and no primary key (dropped for the load, see ``without_primary_key``), so a plain
     insert does, without the cost of an upsert per row."""
     await conn.execute(query("create_run_totals"), {"run": run})
@@ -118,14 +118,14 @@ async def insert_seed_players(conn: AsyncConnection, first: int, last: int) -> N
     await conn.execute(query("insert_seed_players"), {"first": first, "last": last})
 
 
-async def iter_board_totals(
-    conn: AsyncConnection, board: str, batch_size: int
+async def iter_board_scores(
+    conn: AsyncConnection, board: str, period: str, batch_size: int
 ) -> AsyncIterator[list[tuple[int, int]]]:
-    """Every ``(user_id, total)`` of a board in batches, through a server-side cursor (inside
-    the caller's transaction, so memory stays bounded at any board size)."""
-    async with conn.cursor(name=f"totals_{abs(hash(board))}") as cur:
+    """Every ``(user_id, score)`` of a board's period in batches, through a server-side cursor
+    (inside the caller's transaction, so memory stays bounded at any board size)."""
+    async with conn.cursor(name=f"scores_{abs(hash((board, period)))}") as cur:
         cur.itersize = batch_size
-        await cur.execute(query("select_board_totals"), {"board": board})
+        await cur.execute(query("select_board_scores"), {"board": board, "period": period})
         while rows := await cur.fetchmany(batch_size):
             yield rows
 
@@ -150,12 +150,21 @@ async def select_recent_sessions(
             yield row
 
 
-async def select_totals_of_users(
-    conn: AsyncConnection, board: str, user_ids: Sequence[int]
+async def select_scores_of_users(
+    conn: AsyncConnection, board: str, period: str, user_ids: Sequence[int]
 ) -> dict[int, int]:
-    """``{user_id: total}`` of those of ``user_ids`` that have a total on the board."""
-    params = {"board": board, "user_ids": list(user_ids)}
-    cur = await conn.execute(query("select_totals_of_users"), params)
+    """``{user_id: score}`` of those of ``user_ids`` that have a score in the board's period."""
+    params = {"board": board, "period": period, "user_ids": list(user_ids)}
+    cur = await conn.execute(query("select_scores_of_users"), params)
+    return dict(await cur.fetchall())
+
+
+async def select_seqs_of_users(
+    conn: AsyncConnection, board: str, period: str, user_ids: Sequence[int]
+) -> dict[int, int]:
+    """``{user_id: seq}``: the acceptance order of the scores those players hold."""
+    params = {"board": board, "period": period, "user_ids": list(user_ids)}
+    cur = await conn.execute(query("select_seqs_of_users"), params)
     return dict(await cur.fetchall())
 
 
@@ -177,19 +186,95 @@ async def ensure_database_id(conn: AsyncConnection, new_id: UUID) -> UUID:
     return database_id
 
 
-async def select_board_names(conn: AsyncConnection) -> set[str]:
-    """Every board with at least one total in the database."""
-    cur = await conn.execute(query("select_board_names"))
+async def select_board_periods(conn: AsyncConnection, board: str) -> set[str]:
+    """Every period of a board that holds scores in the database."""
+    cur = await conn.execute(query("select_board_periods"), {"board": board})
     return {row[0] for row in await cur.fetchall()}
 
 
-async def select_session_sums(conn: AsyncConnection, limit: int) -> list[tuple[str, int, int, int]]:
-    """Up to ``limit`` ``(board, user_id, total, sum of sessions)`` rows that disagree."""
-    cur = await conn.execute(query("select_session_sums"), {"limit": limit})
-    return list(await cur.fetchall())
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A score the session log disagrees with (``None``: no row on that side)."""
+
+    period: str
+    user_id: int
+    stored: int | None
+    recomputed: int | None
+
+
+async def select_session_drift(
+    conn: AsyncConnection,
+    board: str,
+    *,
+    op: str,
+    reset: str,
+    timezone: str,
+    game_mode: str | None,
+    after_seq: int | None,
+    limit: int,
+) -> list[Drift]:
+    """Up to ``limit`` scores of ``board`` that differ from its aggregate recomputed from
+    ``game_sessions`` (``after_seq``: count only sessions accepted after it)."""
+    params = {
+        "board": board,
+        "op": op,
+        "reset": reset,
+        "timezone": timezone,
+        "game_mode": game_mode,
+        "after_seq": after_seq,
+        "limit": limit,
+    }
+    cur = await conn.execute(query("select_session_drift"), params)
+    return [Drift(*row) for row in await cur.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDefinition:
+    """A defined board as PostgreSQL holds it (``board_definitions``)."""
+
+    id: str
+    definition: str
+    position: str
+    state: str
+    backfilled: bool
+
+
+async def upsert_board_definition(
+    conn: AsyncConnection, stored: StoredDefinition, position_seq: int, changed_seq: int
+) -> str | None:
+    """Record one change of a definition; returns the state stored, or ``None`` when a newer
+    change was stored before (a redelivery)."""
+    params = {
+        "id": stored.id,
+        "definition": stored.definition,
+        "position": stored.position,
+        "position_seq": position_seq,
+        "state": stored.state,
+        "backfilled": stored.backfilled,
+        "changed_seq": changed_seq,
+    }
+    cur = await conn.execute(query("upsert_board_definition"), params)
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def persist_definition(
+    conn: AsyncConnection, stored: StoredDefinition, position_seq: int, changed_seq: int
+) -> None:
+    """Record one change of a definition; a purge removes the board's periods with it."""
+    state = await upsert_board_definition(conn, stored, position_seq, changed_seq)
+    if state == "purged":
+        await conn.execute(query("delete_board_scores"), {"board": stored.id})
+
+
+async def select_board_definitions(conn: AsyncConnection) -> list[StoredDefinition]:
+    """The defined boards that are not purged, oldest first."""
+    cur = await conn.execute(query("select_board_definitions"))
+    return [StoredDefinition(*row) for row in await cur.fetchall()]
 
 
 async def select_sql_ranks(conn: AsyncConnection, board: str) -> dict[int, tuple[int, int]]:
-    """``{user_id: (total, rank)}`` of a board by ``RANK() OVER (ORDER BY total DESC)``."""
+    """``{user_id: (total, rank)}`` of a never-reset board by ``RANK() OVER (ORDER BY score
+    DESC)``."""
     cur = await conn.execute(query("select_sql_ranks"), {"board": board})
     return {user_id: (total, rank) for user_id, total, rank in await cur.fetchall()}

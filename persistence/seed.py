@@ -23,7 +23,7 @@ from ranker.settings import Settings
 #: Rows per statement: large enough to amortise a statement, small enough for progress.
 SESSIONS_PER_CHUNK = 500_000
 PLAYERS_PER_CHUNK = 500_000
-BULK_TABLES = ("game_sessions", "board_totals")
+BULK_TABLES = ("game_sessions", "board_scores")
 
 Progress = Callable[[str, int], None]
 
@@ -78,10 +78,10 @@ async def seed(
                     tell("sessions", last - first + 1)
                 mark = report.timed("sessions", mark)
                 if empty:
-                    async with repository.without_primary_key(conn, "board_totals"):
-                        await repository.add_run_to_board_totals(conn, report.run, empty=True)
+                    async with repository.without_primary_key(conn, "board_scores"):
+                        await repository.add_run_to_board_scores(conn, report.run, empty=True)
                 else:
-                    await repository.add_run_to_board_totals(conn, report.run, empty=False)
+                    await repository.add_run_to_board_scores(conn, report.run, empty=False)
                 tell("totals", 1)
                 mark = report.timed("totals", mark)
                 await repository.create_indexes(conn, indexes)

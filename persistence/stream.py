@@ -9,34 +9,73 @@ from uuid import UUID
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from persistence.repository import Session
+from persistence.repository import Session, StoredDefinition
 from ranker.connections import translate_redis_errors
 from ranker.keys import WORKER_GROUP, Keys
+from ranker.placements import legacy_tokens, parse_tokens, tokens_text
 from ranker.scripts import Scripts
 
 Fields = Mapping[bytes, bytes]
 StreamEntry = tuple[bytes, Fields | None]
 
 
-def parse_entry(fields: Fields) -> Session:
-    """A stream entry's fields (as ``submit.lua`` writes them) as a ``Session``."""
+def accepted_seq(entry_id: bytes | str) -> int:
+    """A stream entry id as one bigint that orders acceptances as Redis did (``<ms>-<n>``
+    packed as ``ms * 2**20 + n``: ``last`` boards keep the session with the highest)."""
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, n = raw.partition("-")
+    return (int(ms) << SEQ_BITS) + int(n)
+
+
+#: Bits of an entry id's sequence number in ``accepted_seq`` (Redis numbers entries within a
+#: millisecond from 0; a million in one millisecond is beyond one server).
+SEQ_BITS = 20
+
+
+def is_definition(fields: Fields) -> bool:
+    """Whether an entry records a change of a board definition (``define.lua``), not a session."""
+    return fields.get(b"k") == b"board"
+
+
+def parse_entry(entry_id: bytes, fields: Fields) -> Session:
+    """A session entry (as ``submit.lua`` writes it) as a ``Session``."""
+    mode = fields[b"m"].decode()
     return Session(
         event_id=UUID(fields[b"e"].decode()),
         session_id=fields[b"s"].decode(),
         user_id=int(fields[b"u"]),
         score=int(fields[b"p"]),
-        game_mode=fields[b"m"].decode(),
+        game_mode=mode,
         created_ms=int(fields[b"t"]),
+        accepted_seq=accepted_seq(entry_id),
+        tokens=tuple(parse_tokens(fields.get(b"b"), mode)),
     )
+
+
+def parse_definition(entry_id: bytes, fields: Fields) -> tuple[StoredDefinition, int, int]:
+    """A definition entry (``define.lua``) as the row to store, with its position and its own
+    place in the stream as acceptance orders."""
+    state, _, definition = fields[b"r"].decode().partition(" ")
+    position = fields[b"p"].decode() or entry_id.decode()
+    stored = StoredDefinition(
+        id=fields[b"i"].decode(),
+        definition=definition,
+        position=position,
+        state=state,
+        backfilled=state == "filling",
+    )
+    return stored, accepted_seq(position), accepted_seq(entry_id)
 
 
 #: The fields of an entry in the column order of ``repository.persist_sessions``.
 _COLUMNS = (b"e", b"s", b"u", b"p", b"m", b"t")
 
 
-def columns_of(fields: Fields) -> tuple[bytes, ...]:
-    """An entry's values as ``persist_sessions`` takes them, without decoding them."""
-    return tuple(fields[name] for name in _COLUMNS)
+def columns_of(entry_id: bytes, fields: Fields) -> tuple[bytes, ...]:
+    """A session entry's values as ``persist_sessions`` takes them, without decoding them
+    (an entry from before board definitions has no placements: those it counted on then)."""
+    placed = fields.get(b"b") or tokens_text(legacy_tokens(fields[b"m"].decode())).encode()
+    return (*(fields[name] for name in _COLUMNS), str(accepted_seq(entry_id)).encode(), placed)
 
 
 def generation_of(fields: Fields) -> bytes | None:

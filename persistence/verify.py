@@ -1,9 +1,11 @@
-"""Compare every member of every board in Redis with the totals in PostgreSQL.
+"""Compare every member of every board period in Redis with the scores in PostgreSQL, and
+(``deep``) every board's scores with the session log.
 
 Run it once the worker has drained (``verify`` waits for that): a difference then means a lost or
-double-counted submission. Both directions are checked in pages, so memory stays bounded:
-Redis -> SQL (ZSCAN, then the totals of those members) and SQL -> Redis (the board's totals
-through a cursor, then ZMSCORE of those members).
+double-counted submission. The periods compared are the current and retained ones of every board
+that counts (older ones are only in PostgreSQL). Both directions are checked in pages, so memory
+stays bounded: Redis -> SQL (ZSCAN, then the scores of those members) and SQL -> Redis (the
+period's scores through a cursor, then ZMSCORE of those members).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -18,10 +21,14 @@ from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
-from persistence.stream import unpersisted
+from persistence.stream import accepted_seq, unpersisted
+from ranker.catalog import Catalog
 from ranker.connections import translate_redis_errors
+from ranker.definitions import BoardDefinition, builtin_boards
 from ranker.errors import Unavailable
 from ranker.keys import Keys
+from ranker.periods import ALL
+from ranker.placements import op_of, retained, slot_of
 from ranker.ranking import to_int
 from ranker.settings import Settings
 
@@ -34,9 +41,11 @@ class Difference:
     user_id: int
     redis: int | None
     sql: int | None
+    period: str = ALL
 
     def __str__(self) -> str:
-        return f"{self.board} user {self.user_id}: redis={self.redis} sql={self.sql}"
+        where = self.board if self.period == ALL else f"{self.board} {self.period}"
+        return f"{where} user {self.user_id}: redis={self.redis} sql={self.sql}"
 
 
 @dataclass(frozen=True)
@@ -81,21 +90,27 @@ class Verifier:
         self.keep = keep
 
     async def run(self) -> VerifyReport:
-        """Compare every configured board, and any other board PostgreSQL has totals for."""
+        """Compare the current and retained periods of every board that counts."""
         found: list[Difference] = []
         members = total = 0
+        snapshot = await Catalog(self.redis, self.settings).reload()
+        now = datetime.now(UTC)
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                boards = set(self.settings.boards) | await repository.select_board_names(conn)
-                for board in sorted(boards):
-                    seen, diffs = await self._board(conn, board)
-                    members += seen
-                    total += len(diffs)
-                    found.extend(diffs[: self.keep - len(found)])
+                for record in snapshot.records.values():
+                    if record.state != "live":
+                        continue  # filling: not yet complete; stopped: frozen in SQL
+                    for period in retained(record.definition, now):
+                        seen, diffs = await self._period(conn, record.definition, period.id)
+                        members += seen
+                        total += len(diffs)
+                        found.extend(diffs[: self.keep - len(found)])
         return VerifyReport(members, found, total)
 
-    async def _board(self, conn: AsyncConnection, board: str) -> tuple[int, list[Difference]]:
-        key = self.keys.board(board)
+    async def _period(
+        self, conn: AsyncConnection, board: BoardDefinition, period: str
+    ) -> tuple[int, list[Difference]]:
+        key = self.keys.board(slot_of(board, period))
         diffs: list[Difference] = []
         members = 0
         cursor = 0
@@ -104,17 +119,52 @@ class Verifier:
                 cursor, page = await self.redis.zscan(key, cursor, count=self.page_size)
             members += len(page)
             ids = [int(member) for member, _ in page]
-            sql = await repository.select_totals_of_users(conn, board, ids)
+            sql = await repository.select_scores_of_users(conn, board.id, period, ids)
             for member, score in page:
                 user_id, in_redis = int(member), to_int(score)
                 if sql.get(user_id) != in_redis:
-                    diffs.append(Difference(board, user_id, in_redis, sql.get(user_id)))
+                    diffs.append(Difference(board.id, user_id, in_redis, sql.get(user_id), period))
             if cursor == 0:
                 break
-        async for rows in repository.iter_board_totals(conn, board, self.page_size):
+        async for rows in repository.iter_board_scores(conn, board.id, period, self.page_size):
             with translate_redis_errors():
                 scores = await self.redis.zmscore(key, [str(user) for user, _ in rows])
-            for (user_id, total), found in zip(rows, scores, strict=True):
+            for (user_id, score), found in zip(rows, scores, strict=True):
                 if found is None:
-                    diffs.append(Difference(board, user_id, None, total))
+                    diffs.append(Difference(board.id, user_id, None, score, period))
         return members, diffs
+
+    async def deep(self, keep: int = 20) -> list[str]:
+        """Up to ``keep`` scores of PostgreSQL's boards that differ from their aggregates
+        recomputed from ``game_sessions`` with each board's filter, operator and periods, every
+        period included (a board that stopped counting is left out: later sessions would be
+        counted on it)."""
+        found: list[str] = []
+        boards: list[tuple[BoardDefinition, int | None, bool]] = [
+            (board, None, False) for board in builtin_boards(self.settings.game_modes)
+        ]
+        with translate_db_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                for stored in await repository.select_board_definitions(conn):
+                    if stored.state == "live":
+                        board = BoardDefinition.model_validate_json(stored.definition)
+                        boards.append((board, accepted_seq(stored.position), stored.backfilled))
+                for board, position, backfilled in boards:
+                    drift = await repository.select_session_drift(
+                        conn,
+                        board.id,
+                        op=op_of(board),
+                        reset=board.reset,
+                        timezone=board.timezone,
+                        game_mode=board.game_mode,
+                        after_seq=None if backfilled else position,
+                        limit=keep - len(found),
+                    )
+                    for d in drift:
+                        where = board.id if d.period == ALL else f"{board.id} {d.period}"
+                        found.append(
+                            f"{where} user {d.user_id}: stored={d.stored} recomputed={d.recomputed}"
+                        )
+                    if len(found) >= keep:
+                        break
+        return found

@@ -25,8 +25,16 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from persistence.binding import Binding, BoundElsewhere
 from persistence.database import translate_db_errors
-from persistence.repository import persist_sessions
-from persistence.stream import StreamEntry, columns_of, ensure_group, lag_s, unpersisted
+from persistence.repository import persist_definition, persist_sessions
+from persistence.stream import (
+    StreamEntry,
+    columns_of,
+    ensure_group,
+    is_definition,
+    lag_s,
+    parse_definition,
+    unpersisted,
+)
 from ranker import metrics
 from ranker.connections import translate_redis_errors
 from ranker.errors import DatabaseError, RedisUnavailable
@@ -166,23 +174,37 @@ class Worker:
         if not entries:
             return 0
         ids = [entry_id for entry_id, _ in entries]
-        rows = [columns_of(fields) for _, fields in entries if fields]
-        if rows:
+        if any(fields for _, fields in entries):
             # Checked per batch, after the read and just before the COMMIT: a namespace
             # re-bound while this worker runs (a rebuild from another database) costs at most
             # the batch in flight, and one Redis call per batch is nothing beside its transaction.
             await self.binding.check()
-            await self._persist(rows)
+            await self._persist(entries)
         with translate_redis_errors():
             await self.scripts.ack([self.keys.events, self.keys.rebuild_flag], [WORKER_GROUP, *ids])
         metrics.batch_size.observe(len(entries))
         return len(entries)
 
-    async def _persist(self, rows: Sequence[Sequence[bytes]]) -> None:
+    async def _persist(self, entries: Sequence[StreamEntry]) -> None:
+        """Persist a batch in one transaction, in stream order: the sessions between two
+        changes of a definition as one statement, each change where it stands."""
         started = time.perf_counter()
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                added = await persist_sessions(conn, rows)
+                added = 0
+                rows: list[tuple[bytes, ...]] = []
+                for entry_id, fields in entries:
+                    if not fields:
+                        continue  # deleted from the stream after it was read: persisted
+                    if not is_definition(fields):
+                        rows.append(columns_of(entry_id, fields))
+                        continue
+                    if rows:
+                        added += await persist_sessions(conn, rows)
+                        rows = []
+                    await persist_definition(conn, *parse_definition(entry_id, fields))
+                if rows:
+                    added += await persist_sessions(conn, rows)
         metrics.commit_duration.observe(time.perf_counter() - started)
         metrics.persisted_events.inc(added)
 

@@ -22,9 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from ranker import boards
 from ranker.boards import GLOBAL
-from ranker.models import Limits, known_game_mode
+from ranker.models import Limits, known_game_mode, whole_number
 from ranker.periods import Reset
 
 #: What a board id may look like (it becomes part of Redis keys and SQL rows).
@@ -35,6 +34,9 @@ MODE_PREFIX = "mode-"
 #: The fields a definition keeps from its creation on.
 IMMUTABLE = ("operator", "order", "reset", "timezone", "game_mode")
 
+#: Unicode categories a title may not hold: control, format, private-use, surrogate.
+UNPRINTABLE = frozenset({"Cc", "Cf", "Co", "Cs"})
+
 Operator = Literal["sum", "best", "last"]
 Order = Literal["desc", "asc"]
 
@@ -42,6 +44,35 @@ Order = Literal["desc", "asc"]
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+def time_zones() -> list[str]:
+    """Every time zone a board may count its periods in."""
+    return sorted(_zones())
+
+
+@cache
+def title_pattern() -> str:
+    """A regular expression of the titles ``_printable`` takes (for the OpenAPI document):
+    none of the ``UNPRINTABLE`` code points, as ranges."""
+    ranges: list[tuple[int, int]] = []
+    for point in range(0x110000):
+        # Surrogates aside: no regex engine of ECMA-262's kind takes them in a class, and a
+        # JSON string cannot carry one unpaired (the body's parser refuses it).
+        if unicodedata.category(chr(point)) in UNPRINTABLE - {"Cs"}:
+            if ranges and ranges[-1][1] == point - 1:
+                ranges[-1] = (ranges[-1][0], point)
+            else:
+                ranges.append((point, point))
+
+    def escaped(point: int) -> str:
+        # Beyond the BMP the character itself: ECMA-262 and Python spell its escape apart.
+        return f"\\u{point:04x}" if point < 0x10000 else chr(point)
+
+    body = "".join(
+        escaped(low) if low == high else f"{escaped(low)}-{escaped(high)}" for low, high in ranges
+    )
+    return f"^[^{body}]*$"
 
 
 class BoardDefinition(BaseModel):
@@ -68,10 +99,15 @@ class BoardDefinition(BaseModel):
         default=8, ge=0, le=1_000, description="Past periods kept in Redis for fast reads."
     )
 
+    @field_validator("retain_periods", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        return whole_number(value)
+
     @field_validator("title")
     @classmethod
     def _printable(cls, value: str) -> str:
-        if any(unicodedata.category(c) in {"Cc", "Cf", "Co", "Cs"} for c in value):
+        if any(unicodedata.category(c) in UNPRINTABLE for c in value):
             raise ValueError("no control, format or private-use characters")
         return value.strip()
 
@@ -101,8 +137,14 @@ class PeriodOut(BaseModel):
 
 
 class Board(BoardDefinition):
-    """A definition with its current period and how many players that period holds."""
+    """A definition with its state, its current period and how many players that period
+    holds."""
 
+    state: str = Field(
+        default="live",
+        description="live; filling (computed from past sessions, reads answer 503); deleted "
+        "(counts no more; its periods stay readable).",
+    )
     period: PeriodOut
     members: int
 
@@ -120,14 +162,6 @@ def builtin_boards(game_modes: Iterable[str]) -> list[BoardDefinition]:
 def immutable_changes(old: BoardDefinition, new: BoardDefinition) -> list[str]:
     """The fixed fields ``new`` would change (a 409 names them)."""
     return [field for field in IMMUTABLE if getattr(old, field) != getattr(new, field)]
-
-
-def sorted_set_of(board: BoardDefinition) -> str:
-    """The board name (``boards``) whose sorted set holds a built-in board: ``global`` and
-    ``mode:<mode>``, the names they had before definitions, so an upgrade moves no data."""
-    if not reserved(board.id):
-        raise ValueError(f"board {board.id!r} is not a built-in board")
-    return boards.of_mode(board.game_mode)
 
 
 def reserved(board_id: str) -> bool:

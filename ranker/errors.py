@@ -91,6 +91,17 @@ class SessionConflict(RankerError):
     errors = (FieldError(field="session_id", message="already used by another session"),)
 
 
+class Conflict(RankerError):
+    """The request contradicts what exists (a board's fixed fields, a built-in board)."""
+
+    status = 409
+    title = "Conflict"
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.errors = list(errors)
+
+
 class ClientGone(RankerError):
     """The client closed the connection before its request was read: not the service's error
     (499, nginx's "client closed request"; no one receives the answer)."""

@@ -21,6 +21,8 @@ PREFIX = "ranker"
 # Checked again here, where input becomes a key name: a name that slipped past validation
 # (a bug) raises instead of reaching Redis as a key of someone else's or with a hash tag.
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
+#: A board slot other than the built-in ones: ``<board id>/<period id>``.
+_SLOT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}/(all|\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2})$")
 #: The consumer group of the write-behind worker on the events stream.
 WORKER_GROUP = "persist"
 
@@ -49,20 +51,41 @@ class Keys:
     def _base(self) -> str:
         return f"{PREFIX}:{{{self.namespace}}}"
 
-    def board(self, board: str) -> str:
-        """The live sorted set of a board (member: user id, score: total); ``ValueError`` for
-        a name that is not ``global`` or ``mode:<game mode>``."""
-        if not boards.is_board(board):
-            raise ValueError(f"not a board name: {board!r}")
-        return f"{self._base}:board:{board}"
+    def board(self, slot: str) -> str:
+        """The live sorted set of one period of a board (member: user id, score: the
+        player's score), named by its slot (``placements.slot_of``): ``global`` and
+        ``mode:<game mode>`` for the built-in boards, ``<board id>/<period id>`` for the
+        others. ``ValueError`` for anything else."""
+        if not (boards.is_board(slot) or _SLOT.match(slot)):
+            raise ValueError(f"not a board slot: {slot!r}")
+        return f"{self._base}:board:{slot}"
 
-    def temp(self, board: str) -> str:
+    def temp(self, slot: str) -> str:
         """The shadow sorted set a rebuild loads before it is renamed over the live one."""
-        return f"{self._base}:temp:{board}"
+        self.board(slot)  # validates
+        return f"{self._base}:temp:{slot}"
 
-    def delta(self, board: str) -> str:
+    def delta(self, slot: str) -> str:
         """Scores submitted while a rebuild runs, added to the shadow at the swap."""
-        return f"{self._base}:delta:{board}"
+        self.board(slot)
+        return f"{self._base}:delta:{slot}"
+
+    def archive(self, slot: str) -> str:
+        """A past period reloaded from PostgreSQL for a while (it left Redis with its
+        retention): apart from the live key, which a late write could recreate."""
+        self.board(slot)
+        return f"{self._base}:archive:{slot}"
+
+    @property
+    def definitions(self) -> str:
+        """The board definitions of the namespace (hash: board id -> ``catalog`` record)."""
+        return f"{self._base}:definitions"
+
+    @property
+    def definitions_version(self) -> str:
+        """A token changed by every change of ``definitions``: submit refuses a caller
+        whose copy is older, and API processes re-read the hash when it moves."""
+        return f"{self._base}:definitions:version"
 
     def seen(self, session_id: str) -> str:
         """The idempotency key of one session (value: ``ranking.IdempotencyRecord``), named by

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ranker.boards import NAME_PATTERN
+from ranker.periods import PERIOD_PATTERN
 from ranker.settings import Settings
 
 USER_ID_MAX = 2**63 - 1
@@ -54,12 +55,7 @@ class SubmitRequest(BaseModel):
     @field_validator("user_id", "score", mode="before")
     @classmethod
     def _whole_number(cls, value: object) -> object:
-        # JSON does not tell 1.0 from 1 (nor does the schema's "integer"): a number without a
-        # fractional part is that integer, up to 2**53, where doubles stop being exact. Any
-        # other float, a bool or a string is left for the strict check to refuse.
-        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-            return int(value)
-        return value
+        return whole_number(value)
 
     @field_validator("score")
     @classmethod
@@ -75,12 +71,30 @@ class SubmitRequest(BaseModel):
         return known_game_mode(value, info)
 
 
+def whole_number(value: object) -> object:
+    """A JSON number without a fractional part as that integer (a "before" validator of a
+    strict int field). JSON does not tell 1.0 from 1 (nor does the schema's "integer"), up to
+    2**53, where doubles stop being exact. Any other float, a bool or a string is left for the
+    strict check to refuse."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
 def known_game_mode(value: str | None, info: ValidationInfo) -> str | None:
     """``value`` if it is one of the configured game modes (the validation context's)."""
     limits = info.context
     if value is not None and isinstance(limits, Limits) and value not in limits.game_modes:
         raise ValueError(f"unknown game mode; one of: {', '.join(limits.game_modes)}")
     return value
+
+
+class BoardStanding(BaseModel):
+    """A player's place on one board a submission counted on."""
+
+    score: int | None = Field(description="The player's score there; null while it is rebuilt.")
+    rank: int | None = Field(description="Competition rank (ties share one); null while rebuilt.")
+    period: str = Field(description="The period the session counted in.")
 
 
 class SubmitResponse(BaseModel):
@@ -94,6 +108,10 @@ class SubmitResponse(BaseModel):
     session_id: str
     duplicate: bool = Field(description="True when this session had already been counted.")
     event_id: str = Field(description="The id the session was accepted as (the first one's).")
+    boards: dict[str, BoardStanding] = Field(
+        default_factory=dict,
+        description="The player's place on every board the session counted on.",
+    )
 
 
 class Standing(BaseModel):
@@ -127,3 +145,58 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] = Field(default_factory=list)
+
+
+class BoardEntry(BaseModel):
+    """One row of a board page (top, around, lookup)."""
+
+    rank: int
+    user_id: int
+    score: int
+
+
+class BoardPage(BaseModel):
+    """Entries of one period of a board, best first."""
+
+    board: str
+    period: str
+    members: int = Field(description="How many players the period holds.")
+    entries: list[BoardEntry]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as ?cursor= for the next page; null on the last one."
+    )
+
+
+class BoardPlayer(BaseModel):
+    """A player's place in one period of a board."""
+
+    user_id: int
+    score: int
+    rank: int
+    members: int
+    percentile: float = Field(description="100 * (members - rank) / members, two decimals.")
+    period: str
+
+
+class LookupRequest(BaseModel):
+    """Players to find on a board (a friends list)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user_ids: list[UserId] = Field(min_length=1, max_length=100)
+    period: str = Field(default="current", pattern=PERIOD_PATTERN)
+
+    @field_validator("user_ids", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: object) -> object:
+        return [whole_number(item) for item in value] if isinstance(value, list) else value
+
+
+class LookupResponse(BaseModel):
+    """The players of a lookup that are on the board, in board order, and those that are not."""
+
+    board: str
+    period: str
+    members: int
+    entries: list[BoardEntry]
+    missing: list[int]

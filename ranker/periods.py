@@ -22,6 +22,8 @@ Reset = Literal["never", "daily", "weekly", "monthly"]
 RESETS: tuple[Reset, ...] = ("never", "daily", "weekly", "monthly")
 #: The one period of a board that never resets.
 ALL = "all"
+#: What a read may name as its period: a keyword, or an id of any reset.
+PERIOD_PATTERN = r"^(current|previous|all|\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2})$"
 
 _PATTERNS: dict[Reset, re.Pattern[str]] = {
     "never": re.compile(rf"^{ALL}$"),

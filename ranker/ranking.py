@@ -10,17 +10,21 @@ import base64
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
 from ranker import boards
+from ranker.boards import GLOBAL
+from ranker.catalog import Catalog
 from ranker.connections import translate_redis_errors
 from ranker.errors import BacklogFull, NotFound, NotReady, RedisMemoryFull, SessionConflict
 from ranker.keys import Keys
 from ranker.memory import RedisMemory
-from ranker.models import Entry, Standing, SubmitRequest, SubmitResponse
+from ranker.models import BoardStanding, Entry, Standing, SubmitRequest, SubmitResponse
+from ranker.placements import place, tokens_text
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -31,6 +35,8 @@ def session_says(user_id: int, score: int, game_mode: str) -> str:
     return f"{user_id} {score} {game_mode}"
 
 
+#: How often a submission is placed again when the boards change under it.
+PLACE_ATTEMPTS = 3
 #: Length of an ``IdempotencyRecord``'s text: 22 characters of event id, 6 of digest.
 _RECORD_CHARS = 28
 
@@ -120,56 +126,87 @@ def ranked(flat: Sequence[bytes], first_rank: int = 1, first_position: int = 0) 
 class Ranking:
     """The operations of one namespace on one Redis client."""
 
-    def __init__(self, redis: Redis, settings: Settings, memory: RedisMemory | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        memory: RedisMemory | None = None,
+        catalog: Catalog | None = None,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
         """``memory``: the watcher whose latest reading submit consults (none: never refuse
-        for memory before Redis does)."""
+        for memory before Redis does); ``catalog``: the board definitions (by default this
+        client's own); ``wall_ms``: the clock that places sessions in periods (unix ms)."""
         self.redis = redis
         self.settings = settings
         self.memory = memory
+        self.catalog = catalog or Catalog(redis, settings)
+        self.wall_ms = wall_ms
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
         self._ttl_ms = str(settings.idempotency_ttl_s * 1000)
         self._max_backlog = str(settings.max_backlog)
 
     async def submit(self, request: SubmitRequest) -> SubmitResponse:
-        """Count one session on the global board and its mode's board, once per session id.
+        """Count one session on every board its game mode counts on, once per session id.
 
         Raises ``BacklogFull`` when the stream holds ``max_backlog`` unpersisted entries,
         ``RedisMemoryFull`` when the memory watcher's last reading is above the watermark (or
         Redis refuses the write at its maxmemory), ``SessionConflict`` for a session id
-        accepted with other data; a retry of an accepted session is answered in every case.
-        While the namespace is rebuilt the submission is accepted but total and rank are
-        ``None``.
+        accepted with other data, ``NotReady`` when Redis lost the boards and their rebuild has
+        not begun; a retry of an accepted session is answered in every case. While the
+        namespace is rebuilt the submission is accepted but scores and ranks are ``None``.
         """
         pressure = self.memory.pressure() if self.memory else None
         mode = request.game_mode or self.settings.default_game_mode
         session_id = request.session_id or uuid.uuid4().hex
-        counted_on = boards.of_session(mode)
         event_id = str(uuid.uuid4())
         record = IdempotencyRecord.of(event_id, request.user_id, request.score, mode)
-        keys = [
-            self.keys.seen(session_id),
-            self.keys.seen_legacy(session_id),
-            self.keys.events,
-            self.keys.rebuild_flag,
-            self.keys.marker,
-            *(self.keys.board(board) for board in counted_on),
-            *(self.keys.delta(board) for board in counted_on),
-        ]
-        args: list[str | int] = [
-            request.user_id,
-            request.score,
-            session_id,
-            event_id,
-            mode,
-            self._ttl_ms,
-            time.time_ns() // 1_000_000,
-            self._max_backlog,
-            record.text(),
-            "1" if pressure else "0",
-        ]
-        with translate_redis_errors():
-            status, total, rank, ready, reply = await self.scripts.submit(keys, args)
+        snapshot = await self.catalog.snapshot()
+        for _ in range(PLACE_ATTEMPTS):
+            accepted_ms = self.wall_ms()
+            placements = place(
+                snapshot.counting(mode), datetime.fromtimestamp(accepted_ms / 1000, UTC)
+            )
+            keys = [
+                self.keys.seen(session_id),
+                self.keys.seen_legacy(session_id),
+                self.keys.events,
+                self.keys.rebuild_flag,
+                self.keys.marker,
+                self.keys.definitions_version,
+                *(self.keys.board(p.slot) for p in placements),
+                *(self.keys.delta(p.slot) for p in placements),
+            ]
+            args: list[str | int] = [
+                request.user_id,
+                request.score,
+                session_id,
+                event_id,
+                mode,
+                self._ttl_ms,
+                accepted_ms,
+                self._max_backlog,
+                record.text(),
+                "1" if pressure else "0",
+                snapshot.version or "",
+                tokens_text(placements),
+            ]
+            for p in placements:
+                args += [p.op, p.order, p.expires_at_ms]
+            with translate_redis_errors():
+                status, ready, reply, *standings = await self.scripts.submit(keys, args)
+            if status != b"stale":
+                break
+            # Another process changed the boards since this one read them: place it again.
+            snapshot = await self.catalog.reload()
+        else:
+            raise NotReady("the boards kept changing; retry", self.settings.retry_after_s)
+        if status == b"unloaded":
+            raise NotReady(
+                "the leaderboard lost its boards and waits for their rebuild; retry shortly",
+                self.settings.retry_after_s,
+            )
         if status == b"seen":
             first = IdempotencyRecord.parse(reply)
             if not first.is_retry(request.user_id, request.score, mode):
@@ -188,14 +225,25 @@ class Ranking:
                 "too many submissions wait to be persisted; retry later",
                 self.settings.retry_after_s,
             )
-        loaded = bool(ready) and total is not None
+        counted = {}
+        for i, placement in enumerate(placements):
+            score, rank = standings[2 * i : 2 * i + 2]
+            if not ready or score is None:  # rebuilding, or (a retry) not on this board
+                score = rank = None
+            counted[placement.board] = BoardStanding(
+                score=None if score is None else to_int(score),
+                rank=None if rank is None else int(rank),
+                period=placement.period,
+            )
+        own = counted[GLOBAL]  # every session counts on the global board
         return SubmitResponse(
             user_id=request.user_id,
-            total_score=to_int(total) if loaded else None,
-            rank=int(rank) if loaded else None,
+            total_score=own.score,
+            rank=own.rank,
             session_id=session_id,
             duplicate=status == b"seen",
             event_id=event_id,
+            boards=counted,
         )
 
     async def rank(self, user_id: int, mode: str | None = None) -> Standing:

@@ -25,6 +25,12 @@ NAMES = (
     "rebuild_extend",
     "rebuild_swap",
     "trim_acked",
+    "define",
+    "restore_definitions",
+    "board_top",
+    "board_player",
+    "board_around",
+    "board_lookup",
 )
 
 
@@ -53,6 +59,12 @@ class Scripts:
     rebuild_extend: AsyncScript
     rebuild_swap: AsyncScript
     trim_acked: AsyncScript
+    define: AsyncScript
+    restore_definitions: AsyncScript
+    board_top: AsyncScript
+    board_player: AsyncScript
+    board_around: AsyncScript
+    board_lookup: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         default=(),
         description="Comma-separated API keys that may manage the deployment (and write, read).",
     )
+    boards_file: Path | None = Field(
+        default=None,
+        description="A TOML file of board definitions (`[[board]]` tables) applied at start-up: "
+        "missing boards are created, titles and retained periods updated; a fixed field that "
+        "differs from the running board's stops the service.",
+    )
     api_key_file: Path | None = Field(
         default=None,
         description="A file of API keys, one `<read|write|admin> <key>` per line.",

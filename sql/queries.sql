@@ -21,51 +21,108 @@ INSERT INTO ranker_migrations (version, name) VALUES (%(version)s, %(name)s);
 
 -- name: create_staged_sessions
 -- A per-connection staging table: a batch is copied in, then persist_staged_sessions moves it.
+-- boards lists where Redis counted the session, "<board>:<period>:<op>" comma-separated.
 CREATE TEMP TABLE IF NOT EXISTS staged_sessions (
-    event_id    uuid NOT NULL,
-    session_id  text NOT NULL,
-    user_id     bigint NOT NULL,
-    score       bigint NOT NULL,
-    game_mode   text NOT NULL,
-    created_ms  bigint NOT NULL
+    event_id      uuid NOT NULL,
+    session_id    text NOT NULL,
+    user_id       bigint NOT NULL,
+    score         bigint NOT NULL,
+    game_mode     text NOT NULL,
+    created_ms    bigint NOT NULL,
+    accepted_seq  bigint NOT NULL,
+    boards        text NOT NULL
 ) ON COMMIT DELETE ROWS;
 
 -- name: copy_staged_sessions
 -- Text format, as the stream holds the values (created_ms: unix milliseconds).
-COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_ms) FROM STDIN;
+COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_ms, accepted_seq, boards)
+FROM STDIN;
 
 -- name: persist_staged_sessions
--- Inserts the staged sessions not seen before and adds ONLY those to the totals of the global
--- board and of their mode's board, in one statement. Rows are upserted in key order so that
--- two workers committing at once take row locks in the same order (no deadlock). A player
--- row is made only for a user whose global total was created by this statement (xmax is 0
--- on a row version an INSERT made, the locker's transaction id on one ON CONFLICT updated),
--- so players already known cost no lookup.
--- Returns the number of sessions that were new.
+-- Inserts the staged sessions not seen before and counts ONLY those on the boards and periods
+-- Redis counted them on, in one statement: the batch is first folded to one row per board,
+-- period and player by the board's op (a sum, the best, or the newest by acceptance order),
+-- then upserted, so a row is written once per batch whatever the number of its sessions. An
+-- update that changes nothing (a best not beaten, an older last) is skipped. Rows are upserted
+-- in key order so that two workers committing at once take row locks in the same order (no
+-- deadlock). Sessions of a board purged after them (committed late by another worker) are not
+-- counted. A player row is made only for a user whose global row was created by this
+-- statement (xmax is 0 on a row version an INSERT made), so players already known cost no
+-- lookup. Returns the number of sessions that were new.
 WITH inserted AS (
-    INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at)
-    SELECT event_id, session_id, user_id, score, game_mode, to_timestamp(created_ms / 1000.0)
+    INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at, accepted_seq)
+    SELECT event_id, session_id, user_id, score, game_mode, to_timestamp(created_ms / 1000.0),
+           accepted_seq
     FROM staged_sessions
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING user_id, score, game_mode
-), per_board AS (
-    SELECT 'global' AS board, user_id, sum(score)::bigint AS points
-    FROM inserted GROUP BY user_id
-    UNION ALL
-    SELECT 'mode:' || game_mode, user_id, sum(score)::bigint
-    FROM inserted GROUP BY game_mode, user_id
-), totals AS (
-    INSERT INTO board_totals AS t (board, user_id, total_score, updated_at)
-    SELECT board, user_id, points, now() FROM per_board ORDER BY board, user_id
-    ON CONFLICT (board, user_id)
-    DO UPDATE SET total_score = t.total_score + excluded.total_score, updated_at = excluded.updated_at
-    RETURNING board, user_id, t.xmax = 0 AS created
+    RETURNING event_id, user_id, score, accepted_seq
+), placed AS (
+    SELECT split_part(token, ':', 1) AS board, split_part(token, ':', 2) AS period,
+           split_part(token, ':', 3)::"char" AS op, i.user_id, i.score, i.accepted_seq
+    FROM inserted AS i
+    JOIN staged_sessions AS s USING (event_id)
+    CROSS JOIN LATERAL unnest(string_to_array(s.boards, ',')) AS token
+), folded AS (
+    SELECT board, period, user_id, op,
+           CASE op WHEN 's' THEN sum(score)::bigint
+                   WHEN 'h' THEN max(score)
+                   WHEN 'l' THEN min(score)
+                   ELSE (array_agg(score ORDER BY accepted_seq DESC))[1] END AS score,
+           max(accepted_seq) AS seq
+    FROM placed AS p
+    WHERE NOT EXISTS (
+        SELECT 1 FROM board_definitions AS d
+        WHERE d.id = p.board AND d.purged_seq > p.accepted_seq
+    )
+    GROUP BY board, period, user_id, op
+), scores AS (
+    INSERT INTO board_scores AS b (board, period, user_id, score, seq, op)
+    SELECT board, period, user_id, score, seq, op FROM folded ORDER BY board, period, user_id
+    ON CONFLICT (board, period, user_id) DO UPDATE SET
+        score = CASE b.op WHEN 's' THEN b.score + excluded.score
+                          WHEN 'h' THEN greatest(b.score, excluded.score)
+                          WHEN 'l' THEN least(b.score, excluded.score)
+                          ELSE excluded.score END,
+        seq = greatest(b.seq, excluded.seq)
+    WHERE b.op = 's'
+       OR (b.op = 'h' AND excluded.score > b.score)
+       OR (b.op = 'l' AND excluded.score < b.score)
+       OR (b.op = 'n' AND excluded.seq > b.seq)
+    RETURNING board, user_id, b.xmax = 0 AS created
 ), new_players AS (
     INSERT INTO players (user_id)
-    SELECT user_id FROM totals WHERE created AND board = 'global' ORDER BY user_id
+    SELECT user_id FROM scores WHERE created AND board = 'global' ORDER BY user_id
     ON CONFLICT (user_id) DO NOTHING
 )
 SELECT count(*) AS sessions_added FROM inserted;
+
+-- name: upsert_board_definition
+-- One change of a definition, as the events stream recorded it (changed_seq: its entry). A
+-- change older than the one stored (a redelivery) changes nothing.
+INSERT INTO board_definitions AS d
+    (id, definition, position, position_seq, state, backfilled, changed_seq)
+VALUES (%(id)s, %(definition)s, %(position)s, %(position_seq)s, %(state)s, %(backfilled)s,
+        %(changed_seq)s)
+ON CONFLICT (id) DO UPDATE SET
+    definition = excluded.definition, position = excluded.position,
+    position_seq = excluded.position_seq, state = excluded.state,
+    backfilled = CASE WHEN d.position = excluded.position THEN d.backfilled OR excluded.backfilled
+                      ELSE excluded.backfilled END,
+    changed_seq = excluded.changed_seq,
+    purged_seq = CASE WHEN excluded.state = 'purged' THEN excluded.changed_seq
+                      ELSE d.purged_seq END,
+    updated_at = now()
+WHERE d.changed_seq < excluded.changed_seq
+RETURNING state;
+
+-- name: delete_board_scores
+-- A purged board's periods.
+DELETE FROM board_scores WHERE board = %(board)s;
+
+-- name: select_board_definitions
+-- The defined boards that still hold periods (a rebuild restores them to Redis).
+SELECT id, definition::text, position, state, backfilled
+FROM board_definitions WHERE state <> 'purged' ORDER BY position_seq;
 
 -- name: insert_random_sessions
 -- Demo data made server-side: sessions %(first)s..%(last)s of seed run %(run)s (8 hex digits),
@@ -90,21 +147,21 @@ WITH per_mode AS (
                        AND (%(run)s || 'ffffffffffffffffffffffff')::uuid
     GROUP BY user_id, game_mode
 )
-SELECT 'mode:' || game_mode AS board, user_id, points FROM per_mode
+SELECT 'mode-' || game_mode AS board, user_id, points FROM per_mode
 UNION ALL
 SELECT 'global', user_id, sum(points)::bigint FROM per_mode GROUP BY user_id;
 
 -- name: insert_run_totals
--- Into an empty board_totals whose keys were dropped for the load: a plain insert.
-INSERT INTO board_totals (board, user_id, total_score, updated_at)
-SELECT board, user_id, points, now() FROM run_totals;
+-- Into an empty board_scores whose keys were dropped for the load: a plain insert (the
+-- built-in boards: one period, summed).
+INSERT INTO board_scores (board, period, user_id, score, op)
+SELECT board, 'all', user_id, points, 's' FROM run_totals;
 
 -- name: add_run_totals
--- Into a board_totals that has rows: add to the players' totals.
-INSERT INTO board_totals AS t (board, user_id, total_score, updated_at)
-SELECT board, user_id, points, now() FROM run_totals
-ON CONFLICT (board, user_id)
-DO UPDATE SET total_score = t.total_score + excluded.total_score, updated_at = excluded.updated_at;
+-- Into a board_scores that has rows: add to the players' totals.
+INSERT INTO board_scores AS t (board, period, user_id, score, op)
+SELECT board, 'all', user_id, points, 's' FROM run_totals
+ON CONFLICT (board, period, user_id) DO UPDATE SET score = t.score + excluded.score;
 
 -- name: select_primary_key
 -- The name and definition of a table's primary key constraint.
@@ -129,9 +186,15 @@ INSERT INTO players (user_id, username)
 SELECT g, 'player_' || g FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 ON CONFLICT (user_id) DO NOTHING;
 
--- name: select_board_totals
--- Every member of one board, for a rebuild (read through a server-side cursor).
-SELECT user_id, total_score FROM board_totals WHERE board = %(board)s;
+-- name: select_board_scores
+-- Every member of one period of a board, for a rebuild (read through a server-side cursor).
+SELECT user_id, score FROM board_scores WHERE board = %(board)s AND period = %(period)s;
+
+-- name: select_seqs_of_users
+-- The acceptance order of the scores some players hold in one period of a board (a rebuild
+-- applies an unpersisted `last` session only over an older one).
+SELECT user_id, seq FROM board_scores
+WHERE board = %(board)s AND period = %(period)s AND user_id = ANY(%(user_ids)s::bigint[]);
 
 -- name: select_persisted_event_ids
 -- Which of these events are in the database (in the rebuild's snapshot).
@@ -144,10 +207,10 @@ SELECT session_id, event_id::text, (extract(epoch FROM created_at) * 1000)::bigi
        user_id, score, game_mode
 FROM game_sessions WHERE created_at > now() - make_interval(secs => %(window_s)s);
 
--- name: select_totals_of_users
--- The totals of some members of one board (verify, Redis -> SQL direction).
-SELECT user_id, total_score FROM board_totals
-WHERE board = %(board)s AND user_id = ANY(%(user_ids)s::bigint[]);
+-- name: select_scores_of_users
+-- The scores of some members of one period of a board (verify, Redis -> SQL direction).
+SELECT user_id, score FROM board_scores
+WHERE board = %(board)s AND period = %(period)s AND user_id = ANY(%(user_ids)s::bigint[]);
 
 -- name: insert_database_identity
 -- Makes this database's identity on first use (a new random id from the caller); a database
@@ -162,45 +225,62 @@ SELECT database_id FROM database_identity;
 
 -- name: select_any_total
 -- Whether any board has a member (seed --if-empty).
-SELECT EXISTS (SELECT 1 FROM board_totals) AS has_totals;
+SELECT EXISTS (SELECT 1 FROM board_scores) AS has_totals;
 
--- name: select_board_names
--- Every board that has totals (verify reports boards Redis does not know).
-SELECT DISTINCT board FROM board_totals;
+-- name: select_board_periods
+-- Every period of a board that holds scores, for verify (newest ids sort last).
+SELECT DISTINCT period FROM board_scores WHERE board = %(board)s;
 
--- name: select_session_sums
--- Totals recomputed from the sessions, for boards whose totals disagree (verify --deep).
-SELECT b.board, b.user_id, b.total_score, coalesce(s.points, 0) AS session_points
-FROM board_totals AS b
-LEFT JOIN (
-    SELECT 'global' AS board, user_id, sum(score)::bigint AS points
-    FROM game_sessions GROUP BY user_id
-    UNION ALL
-    SELECT 'mode:' || game_mode, user_id, sum(score)::bigint
-    FROM game_sessions GROUP BY game_mode, user_id
-) AS s USING (board, user_id)
-WHERE b.total_score <> coalesce(s.points, 0)
+-- name: select_session_drift
+-- verify --deep: one board's scores recomputed from the session log with the board's filter
+-- (game mode; only the sessions after its position unless it was backfilled), periods (the
+-- local date of the acceptance in the board's time zone) and operator, full-joined with
+-- board_scores; returns up to %(limit)s (period, user_id, stored, recomputed) that disagree.
+WITH counted AS (
+    SELECT CASE %(reset)s
+               WHEN 'never' THEN 'all'
+               WHEN 'daily' THEN to_char(created_at AT TIME ZONE %(timezone)s, 'YYYY-MM-DD')
+               WHEN 'weekly' THEN to_char(created_at AT TIME ZONE %(timezone)s, 'IYYY-"W"IW')
+               ELSE to_char(created_at AT TIME ZONE %(timezone)s, 'YYYY-MM') END AS period,
+           user_id, score, accepted_seq, created_at, event_id
+    FROM game_sessions
+    WHERE (%(game_mode)s::text IS NULL OR game_mode = %(game_mode)s)
+      AND (%(after_seq)s::bigint IS NULL OR accepted_seq > %(after_seq)s)
+), recomputed AS (
+    SELECT period, user_id,
+           CASE %(op)s WHEN 's' THEN sum(score)::bigint
+                       WHEN 'h' THEN max(score)
+                       WHEN 'l' THEN min(score)
+                       ELSE (array_agg(score ORDER BY accepted_seq DESC NULLS LAST,
+                                                      created_at DESC, event_id DESC))[1]
+           END AS score
+    FROM counted GROUP BY period, user_id
+)
+SELECT period, user_id, b.score AS stored, r.score AS recomputed
+FROM (SELECT period, user_id, score FROM board_scores WHERE board = %(board)s) AS b
+FULL JOIN recomputed AS r USING (period, user_id)
+WHERE b.score IS DISTINCT FROM r.score
 LIMIT %(limit)s;
 
 -- name: select_sql_ranks
 -- The rank of every member of a board by the window function the original service ran per
 -- request: the reference for rank semantics (tests) and the naive baseline (benchmarks).
-SELECT user_id, total_score, RANK() OVER (ORDER BY total_score DESC) AS rank
-FROM board_totals WHERE board = %(board)s;
+SELECT user_id, score, RANK() OVER (ORDER BY score DESC) AS rank
+FROM board_scores WHERE board = %(board)s AND period = 'all';
 
 -- name: select_rank_by_window
 -- The original service's rank lookup: a window function over the whole board for one player,
 -- O(n) per call. Only the benchmark runs it, as the baseline ranker replaces.
 SELECT rank FROM (
-    SELECT user_id, RANK() OVER (ORDER BY total_score DESC) AS rank
-    FROM board_totals WHERE board = %(board)s
+    SELECT user_id, RANK() OVER (ORDER BY score DESC) AS rank
+    FROM board_scores WHERE board = %(board)s AND period = 'all'
 ) AS ranked
 WHERE user_id = %(user_id)s;
 
 -- name: vacuum_analyze_tables
 -- After a bulk load (the benchmark's seed): visibility map, statistics and hint bits set now,
 -- not by autovacuum in the middle of a measurement. Needs autocommit (no transaction).
-VACUUM (ANALYZE) players, game_sessions, board_totals;
+VACUUM (ANALYZE) players, game_sessions, board_scores;
 
 -- name: checkpoint
 CHECKPOINT;

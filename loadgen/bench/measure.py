@@ -16,8 +16,10 @@ from persistence import repository
 from persistence.bulkload import bulk_loader
 from persistence.stream import group_info, lag_s, unpersisted
 from ranker.boards import GLOBAL
+from ranker.definitions import builtin_boards
 from ranker.keys import Keys
 from ranker.models import SubmitRequest
+from ranker.periods import ALL
 from ranker.ranking import Ranking
 from ranker.settings import Settings
 from sql import query
@@ -42,13 +44,13 @@ async def rebuild_floor(settings: Settings) -> dict[str, float]:
     boards: dict[str, list[tuple[int, int]]] = {}
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-        for board in settings.boards:
+        for board in builtin_boards(settings.game_modes):
             rows: list[tuple[int, int]] = []
-            async for batch in repository.iter_board_totals(
-                conn, board, settings.rebuild_batch_size
+            async for batch in repository.iter_board_scores(
+                conn, board.id, ALL, settings.rebuild_batch_size
             ):
                 rows.extend(batch)
-            boards[board] = rows
+            boards[board.id] = rows
     read_s = time.perf_counter() - started
     redis = Redis.from_url(settings.redis_url)
     scratch = [f"bench:scratch:{board}" for board in boards]

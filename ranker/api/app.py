@@ -26,6 +26,7 @@ from ranker.connections import request_redis
 from ranker.errors import ConfigurationError
 from ranker.memory import RedisMemory
 from ranker.models import Limits
+from ranker.pages import Pages
 from ranker.ranking import Ranking
 from ranker.settings import Settings
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
             AddressLimits(settings),
             SampledLog(settings.refusal_log_interval_s),
             memory,
+            Pages(redis, settings),
             background,
         )
         stop = asyncio.Event()

@@ -117,12 +117,14 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
             caller: str | None = None
             # A public read that brings a key is counted by its key, so the key is checked.
             keyed = "authorization" in request.headers
-            if scope is Scope.WRITE or not state.settings.public_reads or keyed:
+            if scope is not Scope.READ or not state.settings.public_reads or keyed:
                 caller = _authorize(request, scope, client)
             if scope is Scope.READ:
                 state.address_limits.spend_read(None if caller else client)
-            if state.rate_limits.limits(scope.value):
-                await state.rate_limits.spend(scope.value, caller or f"{ADDRESS}{client}")
+            # Changes of boards spend the write budget: there is none of their own.
+            kind = Scope.READ.value if scope is Scope.READ else Scope.WRITE.value
+            if state.rate_limits.limits(kind):
+                await state.rate_limits.spend(kind, caller or f"{ADDRESS}{client}")
             return await handler(request)
 
         return wrapper

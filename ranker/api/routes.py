@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 from importlib import resources
 
 from starlette.requests import Request
@@ -12,7 +11,8 @@ from starlette.routing import BaseRoute, Route
 
 from ranker import metrics
 from ranker.api.auth import Scope
-from ranker.api.guards import guarded, observed, printable
+from ranker.api.board_routes import board_routes
+from ranker.api.guards import guarded, observed
 from ranker.api.inputs import (
     parse_submit,
     path_user_id,
@@ -23,19 +23,16 @@ from ranker.api.inputs import (
 )
 from ranker.api.openapi import openapi_document
 from ranker.api.problems import JSON
-from ranker.api.state import AppState, state_of
-from ranker.definitions import Board, BoardDefinition, PeriodOut, builtin_boards, sorted_set_of
+from ranker.api.state import state_of
 from ranker.errors import (
     BacklogFull,
     ClientGone,
     InvalidInput,
-    NotFound,
     RankerError,
     RedisMemoryFull,
     RedisUnavailable,
     SessionConflict,
 )
-from ranker.periods import period_at
 
 
 @observed("submit")
@@ -97,39 +94,6 @@ async def around(request: Request) -> Response:
     user_id = path_user_id(request)
     side = query_int(request, "n", 5, 0, state.settings.top_limit_max // 2)
     return JSON(await state.ranking.around(user_id, side, query_mode(request, state)))
-
-
-@observed("boards")
-@guarded(Scope.READ)
-async def list_boards(request: Request) -> Response:
-    state = state_of(request)
-    reject_unknown_query(request, set())
-    return JSON({"boards": await _described(state, builtin_boards(state.settings.game_modes))})
-
-
-@observed("board")
-@guarded(Scope.READ)
-async def get_board(request: Request) -> Response:
-    state = state_of(request)
-    reject_unknown_query(request, set())
-    wanted = request.path_params["board_id"]
-    found = [b for b in builtin_boards(state.settings.game_modes) if b.id == wanted]
-    if not found:
-        raise NotFound(f"there is no board {printable(wanted)!r}")
-    (board,) = await _described(state, found)
-    return JSON(board)
-
-
-async def _described(state: AppState, definitions: list[BoardDefinition]) -> list[Board]:
-    """Each definition with its current period and its members (one Redis round trip)."""
-    now = datetime.now(UTC)
-    counts = await state.ranking.members([sorted_set_of(board) for board in definitions])
-    described = []
-    for board, members in zip(definitions, counts, strict=True):
-        period = period_at(board.reset, board.timezone, now)
-        shown = PeriodOut(id=period.id, starts_at=period.starts_at, ends_at=period.ends_at)
-        described.append(Board(**board.model_dump(), period=shown, members=members))
-    return described
 
 
 async def healthz(request: Request) -> Response:
@@ -203,8 +167,7 @@ def routes(public_metrics: bool = True) -> list[BaseRoute]:
         Route("/api/leaderboard/top", top, methods=["GET"]),
         Route("/api/leaderboard/rank/{user_id}", rank, methods=["GET"]),
         Route("/api/leaderboard/around/{user_id}", around, methods=["GET"]),
-        Route("/api/boards", list_boards, methods=["GET"]),
-        Route("/api/boards/{board_id}", get_board, methods=["GET"]),
+        *board_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

@@ -15,6 +15,7 @@ from ranker.api.auth import KeyRing
 from ranker.api.ratelimit import RateLimits
 from ranker.memory import RedisMemory
 from ranker.models import Limits
+from ranker.pages import Pages
 from ranker.ranking import Ranking
 from ranker.settings import Settings
 
@@ -46,6 +47,7 @@ class AppState:
     address_limits: AddressLimits
     refusals: SampledLog
     memory: RedisMemory
+    pages: Pages
     background: Sequence[BackgroundService] = ()
 
 

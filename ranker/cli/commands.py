@@ -31,6 +31,7 @@ from uvicorn.supervisors import Multiprocess
 from persistence import repository
 from persistence.binding import BoundElsewhere, bound_to, claim, database_identity, pool_identity
 from persistence.database import pool_for, translate_db_errors
+from persistence.definitions import restore_definitions
 from persistence.migrate import migrate as apply_migrations
 from persistence.rebuild import Rebuild
 from persistence.seed import seed as generate
@@ -40,11 +41,14 @@ from ranker import metrics
 from ranker.api.app import create_app, key_ring
 from ranker.api.protocol import ConnectionLimits, EdgeConfig
 from ranker.api.state import BackgroundService
+from ranker.catalog import Catalog, apply_boards
 from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import background_redis
+from ranker.definitions import read_boards
 from ranker.errors import ConfigurationError, DatabaseError, RankerError, RedisUnavailable
 from ranker.keys import Keys
 from ranker.metrics import MULTIPROC_ENV
+from ranker.models import Limits
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker.cli")
@@ -75,6 +79,36 @@ async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncCo
     try:
         async with pool_for(settings) as pool:
             yield redis, pool
+    finally:
+        await redis.aclose()
+
+
+async def _restore_definitions(settings: Settings) -> None:
+    """Give a Redis that lost the board definitions those PostgreSQL holds, so that the API
+    accepts submissions at once (the watchdog then loads the boards). A server out of reach is
+    no reason not to start: the watchdog restores them once it answers."""
+    try:
+        async with _connections(settings) as (redis, pool):
+            if await restore_definitions(redis, settings, pool):
+                log.info("restored the board definitions from PostgreSQL")
+    except (DatabaseError, RedisUnavailable) as exc:
+        log.warning("could not restore the board definitions, starting anyway: %s", exc)
+
+
+async def _apply_boards_file(settings: Settings) -> None:
+    """Apply ``RANKER_BOARDS_FILE`` (``ConfigurationError``, the CLI's one line, for a bad
+    file or a board it contradicts), after ``_restore_definitions``: the file is compared with
+    the definitions PostgreSQL holds, not with none."""
+    assert settings.boards_file is not None
+    try:
+        text = settings.boards_file.read_text(encoding="utf-8")
+        wanted = read_boards(text, Limits.from_settings(settings))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"RANKER_BOARDS_FILE {settings.boards_file}: {exc}") from None
+    redis = background_redis(settings)
+    try:
+        for change in await apply_boards(Catalog(redis, settings), wanted):
+            log.info("%s (%s)", change, settings.boards_file)
     finally:
         await redis.aclose()
 
@@ -128,6 +162,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     # Even with --no-worker: an API on another deployment's namespace would serve its boards
     # and feed its database while its operator believes otherwise.
     asyncio.run(_claim_namespace(settings))
+    asyncio.run(_restore_definitions(settings))
+    if settings.boards_file is not None:
+        asyncio.run(_apply_boards_file(settings))
     if args.workers == 1:
         background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
         app = create_app(settings, background)
@@ -199,7 +236,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(dataclasses.asdict(report)))
             return
         print(
-            f"rebuilt {report.members} members of {len(settings.boards)} boards in "
+            f"rebuilt {report.members} members of {report.periods} board periods in "
             f"{report.duration_s:.2f} s (stream: +{report.stream_added} "
             f"-{report.stream_subtracted}; idempotency keys restored: "
             f"{report.sessions_restored})"
@@ -221,19 +258,18 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
             if bound is not None and bound.id != mine.id:
                 raise BoundElsewhere(settings.namespace, bound, mine)
             await wait_drained(redis, keys, args.wait_s)
-            report = await Verifier(settings, redis, pool).run()
-            mismatched = []
-            if args.deep:
-                async with pool.connection() as conn:
-                    mismatched = await repository.select_session_sums(conn, 20)
+            verifier = Verifier(settings, redis, pool)
+            report = await verifier.run()
+            drift = await verifier.deep() if args.deep else []
         for diff in report.differences:
             print(f"difference: {diff}")
-        for board, user_id, total, points in mismatched:
-            print(f"difference: {board} user {user_id}: total={total} sum of sessions={points}")
-        if report.ok and not mismatched:
+        for line in drift:
+            print(f"difference from the session log: {line}")
+        if report.ok and not drift:
             print(f"ok: {report.members} members agree")
             return 0
-        print(f"FAILED: {report.total_differences} differences", file=sys.stderr)
+        count = report.total_differences + len(drift)
+        print(f"FAILED: {count} differences", file=sys.stderr)
         return 1
 
     return asyncio.run(run())

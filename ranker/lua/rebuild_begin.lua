@@ -2,7 +2,8 @@
 --
 -- KEYS[1]     rebuild flag
 -- KEYS[2]     the namespace's bound database
--- KEYS[3..]   the temp and delta keys of every board (left over by an abandoned rebuild)
+-- KEYS[3..]   the temp and delta keys of every board period to rebuild (left over by an
+--             abandoned rebuild)
 -- ARGV[1]     generation id    ARGV[2] flag ttl (ms)
 -- ARGV[3]     the rebuilding database's identity (`<id> <label>`)
 --

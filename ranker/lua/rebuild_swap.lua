@@ -1,10 +1,13 @@
--- rebuild_swap: finish a rebuild: add each delta into its shadow board, rename the shadow over
--- the live board, clear the flag and set the namespace marker, all at once.
+-- rebuild_swap: finish a rebuild: merge each delta into its shadow board, rename the shadow
+-- over the live board, clear the flag and set the namespace marker, all at once.
 --
 -- KEYS[1]   rebuild flag
 -- KEYS[2]   namespace marker
--- KEYS[3..] per board, three keys: temp (shadow), delta, live
+-- KEYS[3..] per board period, three keys: temp (shadow), delta, live
 -- ARGV[1]   generation id    ARGV[2] members per ZRANGE chunk of a delta
+-- ARGV[3..] per board period, two values: op (s: add, h: keep the higher, l: keep the lower,
+--           n: keep the delta's, which is newer) and when the live key expires (unix ms; 0:
+--           never)
 --
 -- Returns 1 on success; 0 when the flag no longer holds this generation (the rebuild outlived
 -- its TTL or another one took over): nothing is changed then and the caller starts again.
@@ -14,13 +17,23 @@ end
 local chunk = tonumber(ARGV[2])
 for i = 3, #KEYS, 3 do
     local temp, delta, live = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-    -- ZINCRBY member by member: O(m log n) for a small delta, where ZUNIONSTORE would copy
-    -- the whole board and block the server for as long.
+    local slot = (i - 3) / 3
+    local op, expires = ARGV[3 + 2 * slot], ARGV[4 + 2 * slot]
+    -- Member by member: O(m log n) for a small delta, where ZUNIONSTORE would copy the whole
+    -- board and block the server for as long.
     local start = 0
     while true do
         local page = redis.call('ZRANGE', delta, start, start + chunk - 1, 'WITHSCORES')
         for j = 1, #page, 2 do
-            redis.call('ZINCRBY', temp, page[j + 1], page[j])
+            if op == 's' then
+                redis.call('ZINCRBY', temp, page[j + 1], page[j])
+            elseif op == 'h' then
+                redis.call('ZADD', temp, 'GT', page[j + 1], page[j])
+            elseif op == 'l' then
+                redis.call('ZADD', temp, 'LT', page[j + 1], page[j])
+            else
+                redis.call('ZADD', temp, page[j + 1], page[j])
+            end
         end
         if #page < 2 * chunk then
             break
@@ -32,6 +45,9 @@ for i = 3, #KEYS, 3 do
     redis.call('UNLINK', live)
     if redis.call('EXISTS', temp) == 1 then
         redis.call('RENAME', temp, live)
+        if expires ~= '0' then
+            redis.call('PEXPIREAT', live, expires)
+        end
     end
     redis.call('UNLINK', delta)
 end

@@ -6,66 +6,113 @@
 -- KEYS[3]            events stream (persisted by the write-behind worker)
 -- KEYS[4]            rebuild flag (value: generation id while a rebuild runs)
 -- KEYS[5]            namespace marker (missing: Redis was wiped and the boards are not loaded)
--- KEYS[6 .. 5+n]     the n live boards of the session; the first is the one whose rank is returned
--- KEYS[6+n .. 5+2n]  the n delta keys of those boards, in the same order
+-- KEYS[6]            definitions version
+-- KEYS[7 .. 6+n]     the n boards of the session (one period of each); the first is `global`
+-- KEYS[7+n .. 6+2n]  the n delta keys of those boards, in the same order
 -- ARGV[1] user id    ARGV[2] score    ARGV[3] session id    ARGV[4] event id (uuid)
--- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] created at (unix ms)
+-- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] accepted at (unix ms, API clock)
 -- ARGV[8] backlog limit (stream entries)
 -- ARGV[9] the idempotency key's value for this acceptance
 -- ARGV[10] "1" when Redis memory is above ranker's watermark: nothing new may be stored
+-- ARGV[11] the definitions version the caller placed the session with ("": none)
+-- ARGV[12] the placements, as the stream entry lists them (ranker.placements)
+-- ARGV[13 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
+--          n: keep the newest), order (desc or asc: which scores rank first), and when the
+--          key expires (unix ms; 0: never)
 --
--- Returns {status, total, rank, ready, event id or record}:
---   status "ok"     accepted; total and rank are the player's on the first board; the event id
---   status "seen"   an idempotency key exists: nothing was counted; current total and rank and
---                   the key's value (the caller tells a retry from a reuse of the id)
---   status "full"   the backlog limit was reached; nothing was counted
---   status "memory" Redis memory is above the watermark; nothing was counted
---   total is false when the player is not on the board (only possible for "seen" after a wipe);
+-- Returns {status, ready, event id or record, score 1, rank 1, score 2, rank 2, ...}:
+--   status "ok"       accepted; each board's score and rank after it; the event id
+--   status "seen"     an idempotency key exists: nothing was counted; the current scores and
+--                     ranks and the key's value (the caller tells a retry from a reuse)
+--   status "full"     the backlog limit was reached; nothing was counted
+--   status "memory"   Redis memory is above the watermark; nothing was counted
+--   status "stale"    the definitions changed since the caller read them: nothing was counted
+--                     (it reads them again and places the session again)
+--   status "unloaded" Redis holds neither the boards nor the definitions (it was wiped and
+--                     no rebuild has begun): nothing was counted
+--   a score and rank are false when the player is not on that board (only for "seen");
 --   ready is 1 when the marker exists (the boards are loaded), else 0.
-local n = (#KEYS - 5) / 2
-local board = KEYS[6]
+local n = (#KEYS - 6) / 2
 local user = ARGV[1]
 local ready = redis.call('EXISTS', KEYS[5])
 
-local function standing()
-    local total = redis.call('ZSCORE', board, user)
-    if not total then
-        return false, false
+local function standings(status, reply)
+    local out = {status, ready, reply}
+    for i = 1, n do
+        local board = KEYS[6 + i]
+        local score = redis.call('ZSCORE', board, user)
+        local rank = false
+        if score then
+            if ARGV[12 + 3 * i - 1] == 'asc' then
+                rank = redis.call('ZCOUNT', board, '-inf', '(' .. score) + 1
+            else
+                rank = redis.call('ZCOUNT', board, '(' .. score, '+inf') + 1
+            end
+        end
+        table.insert(out, score)
+        table.insert(out, rank)
     end
-    return total, redis.call('ZCOUNT', board, '(' .. total, '+inf') + 1
+    return out
 end
 
 -- A retry of an accepted session is answered even when the backlog or memory is full. Reads
 -- only up to here, so a Redis at its maxmemory still answers retries.
 local first = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
 if first then
-    local total, rank = standing()
-    return {'seen', total, rank, ready, first}
+    return standings('seen', first)
 end
 if ARGV[10] == '1' then
-    return {'memory', false, false, ready, false}
+    return {'memory', ready, false}
 end
 if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[8]) then
-    return {'full', false, false, ready, false}
+    return {'full', ready, false}
+end
+local version = redis.call('GET', KEYS[6])
+if not version and ready == 0 then
+    return {'unloaded', ready, false}
+end
+if (version or '') ~= ARGV[11] then
+    return {'stale', ready, false}
 end
 
 -- The first write: when Redis itself is at its maxmemory it refuses this one (OOM) and the
 -- script stops before anything is stored.
 redis.call('SET', KEYS[1], ARGV[9], 'PX', ARGV[6])
 local generation = redis.call('GET', KEYS[4])
-for i = 1, n do
-    redis.call('ZINCRBY', KEYS[5 + i], ARGV[2], user)
-    if generation then
-        -- A rebuild is loading a snapshot: it adds these to its shadow boards at the swap.
-        redis.call('ZINCRBY', KEYS[5 + n + i], ARGV[2], user)
+
+local function apply(key, op, score)
+    if op == 's' then
+        redis.call('ZINCRBY', key, score, user)
+    elseif op == 'h' then
+        redis.call('ZADD', key, 'GT', score, user)
+    elseif op == 'l' then
+        redis.call('ZADD', key, 'LT', score, user)
+    else
+        redis.call('ZADD', key, score, user)
     end
 end
-local fields = {'e', ARGV[4], 's', ARGV[3], 'u', user, 'p', ARGV[2], 'm', ARGV[5], 't', ARGV[7]}
+
+for i = 1, n do
+    local op = ARGV[12 + 3 * i - 2]
+    apply(KEYS[6 + i], op, ARGV[2])
+    local expires = ARGV[12 + 3 * i]
+    if expires ~= '0' then
+        redis.call('PEXPIREAT', KEYS[6 + i], expires)
+    end
+    if generation then
+        -- A rebuild is loading a snapshot: it merges these into its shadow boards at the swap.
+        -- A delta of a period the rebuild does not load (a board made meanwhile) is never
+        -- merged: it expires a day later, far beyond any rebuild's life.
+        apply(KEYS[6 + n + i], op, ARGV[2])
+        redis.call('PEXPIRE', KEYS[6 + n + i], 86400000)
+    end
+end
+local fields = {'e', ARGV[4], 's', ARGV[3], 'u', user, 'p', ARGV[2], 'm', ARGV[5], 't', ARGV[7],
+                'b', ARGV[12]}
 if generation then
     -- The tag tells the rebuild this entry is also in its delta keys.
     table.insert(fields, 'g')
     table.insert(fields, generation)
 end
 redis.call('XADD', KEYS[3], '*', unpack(fields))
-local total, rank = standing()
-return {'ok', total, rank, ready, ARGV[4]}
+return standings('ok', ARGV[4])

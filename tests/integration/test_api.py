@@ -23,14 +23,20 @@ async def test_submit_returns_total_and_rank_on_the_global_board(client: httpx.A
     assert first.status_code == 200, first.text
     assert first.json()["rank"] == 1
     assert second.json()["rank"] == 1
-    assert third.json() | {"event_id": None} == {
+    assert third.json() | {"event_id": None, "boards": None} == {
         "user_id": 1,
         "total_score": 80,
         "rank": 1,
         "session_id": "s-3",
         "duplicate": False,
         "event_id": None,
+        "boards": None,
     }
+    # Each board it counted on: the global one and the default mode's.
+    (mode_board,) = set(third.json()["boards"]) - {"global"}
+    assert mode_board.startswith("mode-")
+    assert third.json()["boards"]["global"] == {"score": 80, "rank": 1, "period": "all"}
+    assert third.json()["boards"][mode_board] == {"score": 80, "rank": 1, "period": "all"}
 
 
 async def test_retry_of_a_session_is_not_counted_again(client: httpx.AsyncClient) -> None:
@@ -187,6 +193,7 @@ async def test_the_boards_are_listed_with_their_period_and_members(
         "timezone": "UTC",
         "game_mode": "solo",
         "retain_periods": 0,
+        "state": "live",
         "period": {"id": "all", "starts_at": None, "ends_at": None},
         "members": None,
     }

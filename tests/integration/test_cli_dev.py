@@ -120,7 +120,7 @@ async def test_make_run_works_from_a_private_directory(
                 top = await http.get(f"http://127.0.0.1:{port}/api/leaderboard/top?limit=10")
                 ready = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()
             with psycopg.connect(database_url) as conn:  # the printed URL, as it is
-                stored = conn.execute("SELECT count(*) FROM board_totals").fetchone()
+                stored = conn.execute("SELECT count(*) FROM board_scores").fetchone()
             verified = subprocess.run(  # another terminal, with the environment it wrote
                 ["sh", "-c", f". .ranker/env && exec {sys.executable} -m ranker verify"],
                 cwd=private_checkout,

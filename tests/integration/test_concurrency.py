@@ -22,7 +22,7 @@ PLAYER = 77
 async def sql_state(pool: AsyncConnectionPool) -> tuple[int, int]:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT (SELECT total_score FROM board_totals WHERE board = 'global' AND user_id = %s),"
+            "SELECT (SELECT score FROM board_scores WHERE board = 'global' AND user_id = %s),"
             " (SELECT count(*) FROM game_sessions WHERE user_id = %s)",
             (PLAYER, PLAYER),
         )

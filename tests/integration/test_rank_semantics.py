@@ -1,5 +1,5 @@
 """I3: rank = 1 + the number of players with a strictly greater total (ties share a rank),
-checked against PostgreSQL's ``RANK() OVER (ORDER BY total_score DESC)`` on random boards with
+checked against PostgreSQL's ``RANK() OVER (ORDER BY score DESC)`` on random boards with
 many ties; ``top`` is ordered the same way."""
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ async def test_rank_and_top_agree_with_sql_rank_on_boards_with_ties(
     # A namespace and empty tables for each example: examples share the test's fixtures.
     settings = make_settings(namespace=f"h{uuid.uuid4().hex[:10]}")
     async with pool.connection() as conn:
-        await conn.execute("TRUNCATE game_sessions, board_totals, players")
+        await conn.execute("TRUNCATE game_sessions, board_scores, players")
     await Rebuild(settings, redis, pool).run()
     ranking = Ranking(redis, settings)
     for user_id, score, mode in sessions:
         await ranking.submit(SubmitRequest(user_id=user_id, score=score, game_mode=mode))
     await Worker(settings, redis, pool).drain()
 
-    for board, mode in [("global", None), ("mode:solo", "solo"), ("mode:team", "team")]:
+    for board, mode in [("global", None), ("mode-solo", "solo"), ("mode-team", "team")]:
         async with pool.connection() as conn:
             expected = await repository.select_sql_ranks(conn, board)
         for user_id, (total, rank) in expected.items():

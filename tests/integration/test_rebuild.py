@@ -58,7 +58,7 @@ async def assert_ranks_match_sql(
     compared = 0
     for board in settings.boards:
         async with pool.connection() as conn:
-            expected = await repository.select_sql_ranks(conn, board)
+            expected = await repository.select_sql_ranks(conn, board.replace(":", "-"))
         query = "" if board == "global" else f"?mode={board.removeprefix('mode:')}"
 
         async def check(user_id: int, total: int, rank: int, query: str = query) -> None:

@@ -130,10 +130,10 @@ async def test_the_shared_read_limit_is_off_by_default_and_counts_per_address_wh
 def test_the_service_does_not_start_without_a_key(
     make_settings: Callable[..., Settings], processes: Processes
 ) -> None:
-    keyless = make_settings(api_keys=(), read_api_keys=())
+    keyless = make_settings(api_keys=(), read_api_keys=(), admin_api_keys=())
     with pytest.raises(ValueError, match="no API key is configured"):
         create_app(keyless)
-    only_readers = make_settings(api_keys=())
+    only_readers = make_settings(api_keys=(), admin_api_keys=())
     assert create_app(only_readers) is not None  # a read-only deployment is a choice
     result = processes.run("serve", "--port", "1", settings=keyless, timeout_s=60)
     assert result.returncode == 1

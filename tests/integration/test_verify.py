@@ -44,7 +44,7 @@ async def test_verify_fails_and_prints_a_score_planted_in_redis(
     result = processes.run("verify")
 
     assert result.returncode == 1
-    assert "difference: mode:team user 4: redis=" in result.stdout
+    assert "difference: mode-team user 4: redis=" in result.stdout
     assert "FAILED: 1 differences" in result.stderr
 
 
@@ -59,13 +59,13 @@ async def test_verify_fails_on_a_member_missing_from_redis_or_sql(
     await fill(client, worker)
     await redis.zrem(Keys(settings.namespace).board("global"), "3")
     async with pool.connection() as conn:
-        await conn.execute("DELETE FROM board_totals WHERE board = 'mode:solo' AND user_id = 5")
+        await conn.execute("DELETE FROM board_scores WHERE board = 'mode-solo' AND user_id = 5")
 
     result = processes.run("verify")
 
     assert result.returncode == 1
     assert "difference: global user 3: redis=None sql=" in result.stdout
-    assert "difference: mode:solo user 5: redis=" in result.stdout
+    assert "difference: mode-solo user 5: redis=" in result.stdout
     assert "sql=None" in result.stdout
 
 
@@ -80,8 +80,7 @@ async def test_verify_deep_finds_a_total_that_disagrees_with_its_sessions(
     await fill(client, worker)
     async with pool.connection() as conn:
         await conn.execute(
-            "UPDATE board_totals SET total_score = total_score + 1 "
-            "WHERE board = 'global' AND user_id = 2"
+            "UPDATE board_scores SET score = score + 1 WHERE board = 'global' AND user_id = 2"
         )
     await redis.zincrby(Keys(settings.namespace).board("global"), 1, "2")
 

@@ -77,7 +77,7 @@ async def test_a_player_row_is_made_once_for_each_new_player(
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT user_id, username FROM players ORDER BY user_id")
         players = await cur.fetchall()
-        cur = await conn.execute("SELECT DISTINCT user_id FROM board_totals ORDER BY user_id")
+        cur = await conn.execute("SELECT DISTINCT user_id FROM board_scores ORDER BY user_id")
         with_totals = [row[0] for row in await cur.fetchall()]
     assert [user_id for user_id, _ in players] == with_totals == list(range(1, 8))
     assert dict(players)[3] == "known"

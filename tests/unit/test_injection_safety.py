@@ -103,11 +103,27 @@ def test_a_key_is_never_built_from_a_session_id_outside_the_pattern(session_id: 
 
 
 @pytest.mark.parametrize(
-    "board", ["", "mode:", "mode:{x}", "mode:Solo", "mode:a b", "global:x", "board:global"]
+    "slot",
+    [
+        "",
+        "mode:",
+        "mode:{x}",
+        "mode:Solo",
+        "mode:a b",
+        "global:x",
+        "board:global",
+        "weekly/",
+        "weekly/2026-W4",
+        "weekly/{x}",
+        "Weekly/all",
+        "weekly/all/x",
+        "w/2026-12-01}",
+    ],
 )
-def test_a_key_is_never_built_from_a_board_outside_the_pattern(board: str) -> None:
-    with pytest.raises(ValueError, match="not a board name"):
-        Keys("default").board(board)
+def test_a_key_is_never_built_from_a_board_slot_outside_the_pattern(slot: str) -> None:
+    for make in (Keys("default").board, Keys("default").temp, Keys("default").delta):
+        with pytest.raises(ValueError, match="not a board slot"):
+            make(slot)
 
 
 def test_valid_names_make_keys_of_the_namespace_only() -> None:
@@ -115,3 +131,4 @@ def test_valid_names_make_keys_of_the_namespace_only() -> None:
     assert re.fullmatch(r"ranker:\{default\}:idem:[A-Za-z0-9_-]{22}", keys.seen("match-9f2c:1.a_b"))
     assert keys.seen_legacy("match-9f2c:1.a_b") == "ranker:{default}:seen:match-9f2c:1.a_b"
     assert keys.board("mode:team-2") == "ranker:{default}:board:mode:team-2"
+    assert keys.board("weekly-best/2026-W53") == "ranker:{default}:board:weekly-best/2026-W53"

@@ -108,16 +108,31 @@ async def test_while_a_rebuild_runs_scores_also_go_to_deltas_and_events_are_tagg
 async def test_reads_refuse_while_the_marker_is_missing_but_submissions_are_kept(
     ranking: Ranking, redis: fakeredis.FakeAsyncRedis
 ) -> None:
+    # A rebuild has begun (it restored the definitions' version) but not yet swapped.
     await redis.delete(KEYS.marker)
+    await redis.set(KEYS.definitions_version, "restored")
 
     outcome = await ranking.submit(SubmitRequest(user_id=1, score=1))
 
     assert (outcome.total_score, outcome.rank) == (None, None)
+    assert outcome.boards["global"].score is None
     assert await redis.xlen(KEYS.events) == 1
     with pytest.raises(NotReady):
         await ranking.rank(1)
     with pytest.raises(NotReady):
         await ranking.top(10)
+
+
+async def test_submissions_are_refused_while_redis_has_lost_the_boards(
+    ranking: Ranking, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    # Wiped, and no rebuild has begun: counting now would miss the boards it restores.
+    await redis.delete(KEYS.marker, KEYS.definitions_version)
+
+    with pytest.raises(NotReady, match="waits for their rebuild"):
+        await ranking.submit(SubmitRequest(user_id=1, score=1))
+
+    assert await redis.xlen(KEYS.events) == 0
 
 
 async def test_rank_of_an_absent_player_is_not_found(ranking: Ranking) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import sql
-from persistence import repository
+from persistence import stream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,13 +55,12 @@ def test_migrations_are_numbered_from_one_without_gaps() -> None:
     assert "CREATE TABLE IF NOT EXISTS game_sessions" in sql.migrations()[0].text
 
 
-def test_repository_session_boards() -> None:
-    session = repository.Session(
-        event_id=__import__("uuid").uuid4(),
-        session_id="s",
-        user_id=1,
-        score=2,
-        game_mode="team",
-        created_ms=0,
+def test_an_entry_from_before_definitions_counts_where_it_did() -> None:
+    columns = stream.columns_of(
+        b"1700000000000-3",
+        {b"e": b"x", b"s": b"s", b"u": b"1", b"p": b"2", b"m": b"team", b"t": b"0"},
     )
-    assert session.boards == ("global", "mode:team")
+    assert columns[-2:] == (
+        str((1700000000000 << 20) + 3).encode(),
+        b"global:all:s,mode-team:all:s",
+    )

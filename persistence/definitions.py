@@ -1,0 +1,47 @@
+"""The board definitions PostgreSQL holds (the worker persists every change from the events
+stream), and giving them back to a Redis that lost its own."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from persistence import repository
+from persistence.database import translate_db_errors
+from ranker.catalog import Record
+from ranker.connections import translate_redis_errors
+from ranker.keys import Keys
+from ranker.scripts import Scripts
+from ranker.settings import Settings
+
+log = logging.getLogger("ranker.definitions")
+
+
+async def stored_definitions(pool: AsyncConnectionPool) -> list[Record]:
+    """The defined boards PostgreSQL holds, oldest first (a record it cannot read is left out
+    with a warning)."""
+    with translate_db_errors():
+        async with pool.connection() as conn:
+            rows = await repository.select_board_definitions(conn)
+    records = []
+    for row in rows:
+        try:
+            records.append(Record.parse(f"{row.position} {row.state} {row.definition}"))
+        except ValueError as exc:
+            log.warning("board %r in PostgreSQL cannot be read: %s", row.id, exc)
+    return records
+
+
+async def restore_definitions(redis: Redis, settings: Settings, pool: AsyncConnectionPool) -> bool:
+    """Give Redis the definitions PostgreSQL holds if it lost its own; whether it did. From
+    then on submissions are accepted again, before the boards are loaded."""
+    keys = Keys(settings.namespace)
+    restore = [part for r in await stored_definitions(pool) for part in (r.definition.id, r.text)]
+    with translate_redis_errors():
+        restored = await Scripts.register(redis).restore_definitions(
+            [keys.definitions, keys.definitions_version], [uuid.uuid4().hex, *restore]
+        )
+    return bool(restored)

@@ -1,0 +1,277 @@
+"""The routes of boards: their definitions (read by anyone, changed with an admin key) and the
+reads of their periods (top pages, a player, the players around one, a friends list)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ranker.api.auth import Scope
+from ranker.api.guards import guarded, observed, printable
+from ranker.api.inputs import (
+    field_errors,
+    path_user_id,
+    query_int,
+    read_body,
+    refuse_ambiguous_json,
+    reject_unknown_query,
+)
+from ranker.api.problems import JSON
+from ranker.api.state import AppState, state_of
+from ranker.catalog import Record
+from ranker.definitions import BOARD_ID_PATTERN, Board, BoardDefinition, PeriodOut
+from ranker.errors import InvalidInput, NotFound, NotReady
+from ranker.models import FieldError, LookupRequest
+from ranker.periods import Period
+from ranker.placements import period_of, resolve_period, retained, slot_of
+
+_BOARD_ID = re.compile(BOARD_ID_PATTERN)
+
+
+@observed("boards")
+@guarded(Scope.READ)
+async def list_boards(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, set())
+    snapshot = await state.ranking.catalog.snapshot()
+    return JSON({"boards": await _described(state, snapshot.listed())})
+
+
+@observed("board")
+@guarded(Scope.READ)
+async def get_board(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, set())
+    (board,) = await _described(state, [await _record(state, request)])
+    return JSON(board)
+
+
+@observed("board_put")
+@guarded(Scope.ADMIN)
+async def put_board(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, set())
+    board_id = request.path_params["board_id"]
+    if not _BOARD_ID.match(board_id):
+        raise InvalidInput(
+            "a board id is 1 to 48 of a-z, 0-9, _ and -, starting with a letter or digit",
+            [FieldError(field="board_id", message=f"must match {BOARD_ID_PATTERN}")],
+        )
+    definition, backfill = _parse_definition(
+        await read_body(request, state.settings.max_body_bytes), board_id, state
+    )
+    record, created = await state.ranking.catalog.put(definition, backfill)
+    (board,) = await _described(state, [record])
+    return JSON(board, status_code=201 if created else 200)
+
+
+@observed("board_delete")
+@guarded(Scope.ADMIN)
+async def delete_board(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"purge"})
+    purge = request.query_params.get("purge", "false")
+    if purge not in ("true", "false"):
+        raise InvalidInput(
+            "purge must be true or false", [FieldError(field="purge", message="true or false")]
+        )
+    board_id = _path_board_id(request)
+    await state.ranking.catalog.delete(board_id, purge=purge == "true")
+    return JSON({"id": board_id, "state": "purged" if purge == "true" else "deleted"})
+
+
+@observed("board_top")
+@guarded(Scope.READ)
+async def board_top(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"limit", "period", "cursor"})
+    limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
+    record, period = await _board_period(state, request, request.query_params.get("period"))
+    board = record.definition
+    key = _key(state, board, period)
+    cursor = request.query_params.get("cursor")
+    return JSON(await state.pages.top(key, board.id, period.id, board.order, limit, cursor))
+
+
+@observed("board_player")
+@guarded(Scope.READ)
+async def board_player(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"period"})
+    user_id = path_user_id(request)
+    record, period = await _board_period(state, request, request.query_params.get("period"))
+    board = record.definition
+    key = _key(state, board, period)
+    return JSON(await state.pages.player(key, board.id, period.id, board.order, user_id))
+
+
+@observed("board_around")
+@guarded(Scope.READ)
+async def board_around(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, {"limit", "period"})
+    user_id = path_user_id(request)
+    limit = query_int(request, "limit", 11, 1, state.settings.top_limit_max)
+    record, period = await _board_period(state, request, request.query_params.get("period"))
+    board = record.definition
+    key = _key(state, board, period)
+    return JSON(await state.pages.around(key, board.id, period.id, board.order, user_id, limit))
+
+
+@observed("board_lookup")
+@guarded(Scope.READ)
+async def board_lookup(request: Request) -> Response:
+    state = state_of(request)
+    reject_unknown_query(request, set())
+    body = await read_body(request, state.settings.max_body_bytes)
+    refuse_ambiguous_json(body)
+    try:
+        wanted = LookupRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    record, period = await _board_period(state, request, wanted.period)
+    board = record.definition
+    key = _key(state, board, period)
+    found = await state.pages.lookup(key, board.id, period.id, board.order, wanted.user_ids)
+    return JSON(found)
+
+
+@observed("board_periods")
+@guarded(Scope.READ)
+async def board_periods(request: Request) -> Response:
+    """The past periods of a board that hold players, newest first: those Redis retains."""
+    state = state_of(request)
+    reject_unknown_query(request, set())
+    record = await _record(state, request)
+    board = record.definition
+    past = retained(board, datetime.now(UTC))[1:]
+    counts = await state.ranking.members([slot_of(board, p.id) for p in past])
+    periods = [
+        {**_period_out(period).model_dump(mode="json"), "members": members}
+        for period, members in zip(past, counts, strict=True)
+        if members
+    ]
+    return JSON({"periods": periods, "next_cursor": None})
+
+
+def _path_board_id(request: Request) -> str:
+    board_id: str = request.path_params["board_id"]
+    if not _BOARD_ID.match(board_id):
+        raise NotFound(f"there is no board {printable(board_id)!r}")
+    return board_id
+
+
+async def _record(state: AppState, request: Request) -> Record:
+    """The board the path names (a deleted one too: its periods stay readable)."""
+    board_id = _path_board_id(request)
+    record = (await state.ranking.catalog.snapshot()).find(board_id)
+    if record is None:
+        raise NotFound(f"there is no board {board_id!r}")
+    return record
+
+
+async def _board_period(
+    state: AppState, request: Request, wanted: str | None
+) -> tuple[Record, Period]:
+    record = await _record(state, request)
+    if record.state == "filling":
+        raise NotReady(
+            f"board {record.definition.id} is being computed from past sessions; retry shortly",
+            state.settings.retry_after_s,
+        )
+    period = resolve_period(record.definition, wanted or "current", datetime.now(UTC))
+    return record, period
+
+
+def _key(state: AppState, board: BoardDefinition, period: Period) -> str:
+    return state.ranking.keys.board(slot_of(board, period.id))
+
+
+def _period_out(period: Period) -> PeriodOut:
+    return PeriodOut(id=period.id, starts_at=period.starts_at, ends_at=period.ends_at)
+
+
+async def _described(state: AppState, records: list[Record]) -> list[Board]:
+    """Each board with its current period and its members (one Redis round trip)."""
+    now = datetime.now(UTC)
+    periods = [period_of(record.definition, now) for record in records]
+    counts = await state.ranking.members(
+        [
+            slot_of(record.definition, period.id)
+            for record, period in zip(records, periods, strict=True)
+        ]
+    )
+    return [
+        Board(
+            **record.definition.model_dump(),
+            state=record.state,
+            period=_period_out(period),
+            members=members,
+        )
+        for record, period, members in zip(records, periods, counts, strict=True)
+    ]
+
+
+def _parse_definition(body: bytes, board_id: str, state: AppState) -> tuple[BoardDefinition, bool]:
+    """A PUT body: the definition's fields (``id`` optional, the path's) and ``backfill``."""
+    refuse_ambiguous_json(body)
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        raise InvalidInput(
+            "the body is not valid JSON",
+            [FieldError(field="body", message="invalid JSON")],
+            status=400,
+        ) from None
+    if not isinstance(fields, dict):
+        raise InvalidInput(
+            "the body must be a JSON object",
+            [FieldError(field="body", message="a JSON object")],
+        )
+    if fields.setdefault("id", board_id) != board_id:
+        raise InvalidInput(
+            "id must be the board id of the path",
+            [FieldError(field="id", message=f"the path's: {board_id}")],
+        )
+    backfill = fields.pop("backfill", False)
+    if not isinstance(backfill, bool):
+        raise InvalidInput(
+            "backfill must be true or false",
+            [FieldError(field="backfill", message="a boolean")],
+        )
+    if backfill:
+        raise InvalidInput(
+            "backfill is not available yet: create the board without it",
+            [FieldError(field="backfill", message="not available yet")],
+        )
+    try:
+        return BoardDefinition.model_validate(fields, context=state.limits), backfill
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    errors = field_errors(exc)
+    names = ", ".join(sorted({e.field for e in errors}))
+    return InvalidInput(f"invalid field(s): {names}", errors)
+
+
+def board_routes() -> list[BaseRoute]:
+    """The routes of boards."""
+    return [
+        Route("/api/boards", list_boards, methods=["GET"]),
+        Route("/api/boards/{board_id}", get_board, methods=["GET"]),
+        Route("/api/boards/{board_id}", put_board, methods=["PUT"]),
+        Route("/api/boards/{board_id}", delete_board, methods=["DELETE"]),
+        Route("/api/boards/{board_id}/top", board_top, methods=["GET"]),
+        Route("/api/boards/{board_id}/players/{user_id}", board_player, methods=["GET"]),
+        Route("/api/boards/{board_id}/around/{user_id}", board_around, methods=["GET"]),
+        Route("/api/boards/{board_id}/lookup", board_lookup, methods=["POST"]),
+        Route("/api/boards/{board_id}/periods", board_periods, methods=["GET"]),
+    ]

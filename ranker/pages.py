@@ -1,0 +1,235 @@
+"""Reads of one period of a board, of either order: pages, a player, the players around them,
+a friends list. Each is one Lua call (one round trip), O(log n + page length) in Redis.
+
+Board order is the score order of the board (``desc``: highest first; ``asc``: lowest first),
+ties in Redis's own member order (ZREVRANGE for desc, ZRANGE for asc), which does not change
+while the board does not: paging by offset is stable. Ranks are competition ranks (ties share
+one, like SQL ``RANK()``).
+
+A page's cursor is opaque to clients: base64url (no padding) of ``<board>|<period>|<offset>``
+followed by a 4-byte BLAKE2b check of that text. The check is unkeyed: it catches a cursor
+mangled in transit (truncated, edited), not a forged one, and a forged offset costs no more than
+any other (a page at most, O(log n + length)). A cursor of another board or period is told apart
+by the ids it holds, and refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from ranker.connections import translate_redis_errors
+from ranker.definitions import Order
+from ranker.errors import InvalidInput, NotFound, NotReady
+from ranker.keys import Keys
+from ranker.models import BoardEntry, BoardPage, BoardPlayer, FieldError, LookupResponse
+from ranker.ranking import ranked, to_int
+from ranker.scripts import Scripts
+from ranker.settings import Settings
+
+_CHECK_BYTES = 4
+#: Distinct from every other BLAKE2b use of ranker, so a digest of one kind never checks another.
+_PERSON = b"ranker-cursor"
+#: Longer than any cursor made here (ids of 48 characters, offsets of up to 19 digits): a longer
+#: one is refused before any decoding work.
+CURSOR_CHARS_MAX = 200
+#: The base64url alphabet only: the decoder would also take "+" and "/" and skip other bytes.
+_CURSOR = re.compile(rf"[A-Za-z0-9_-]{{1,{CURSOR_CHARS_MAX}}}")
+_OFFSET_DIGITS_MAX = 19
+
+
+def _check(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_CHECK_BYTES, person=_PERSON).digest()
+
+
+def encode_cursor(board: str, period: str, offset: int) -> str:
+    """The cursor of the page of ``board`` in ``period`` that starts at 0-based ``offset``."""
+    payload = f"{board}|{period}|{offset}".encode()
+    return base64.urlsafe_b64encode(payload + _check(payload)).rstrip(b"=").decode()
+
+
+def _bad_cursor(detail: str, message: str) -> InvalidInput:
+    return InvalidInput(detail, [FieldError(field="cursor", message=message)], status=400)
+
+
+def decode_cursor(cursor: str, board: str, period: str) -> int:
+    """The offset a cursor of ``encode_cursor`` holds.
+
+    A 400 ``InvalidInput`` naming the field ``cursor`` when it is not a cursor this service
+    made (malformed, truncated, altered) or was made for another board or period.
+    """
+    malformed = _bad_cursor(
+        "the cursor is not one this service returned; start again without it",
+        "not a cursor returned by this board's pages",
+    )
+    if not _CURSOR.fullmatch(cursor):
+        raise malformed
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except binascii.Error:  # a length no base64 text has
+        raise malformed from None
+    payload, check = raw[:-_CHECK_BYTES], raw[-_CHECK_BYTES:]
+    if len(raw) <= _CHECK_BYTES or check != _check(payload):
+        raise malformed
+    parts = payload.decode(errors="replace").split("|")
+    if len(parts) != 3:
+        raise malformed
+    made_for_board, made_for_period, offset = parts
+    if (made_for_board, made_for_period) != (board, period):
+        raise _bad_cursor(
+            f"the cursor was made for another board or period than board {board} in period "
+            f"{period}; start again without it",
+            "made for another board or period",
+        )
+    # Digits only, and few of them: int() would also take "+1", " 1" or "1_000".
+    if not (offset.isascii() and offset.isdigit() and len(offset) <= _OFFSET_DIGITS_MAX):
+        raise malformed
+    return int(offset)
+
+
+def _board_entries(flat: Sequence[bytes], first_rank: int, first_position: int) -> list[BoardEntry]:
+    return [
+        BoardEntry(rank=e.rank, user_id=e.user_id, score=e.total_score)
+        for e in ranked(flat, first_rank, first_position)
+    ]
+
+
+def _positive(name: str, value: int) -> None:
+    # The scripts refuse these too; failing here spares the round trip of a caller's bug.
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+
+
+class Pages:
+    """The reads of board periods of one namespace on one Redis client.
+
+    Every method takes the period's sorted set ``key`` (``Keys.board`` of its slot, resolved by
+    the caller), and the ``board`` and ``period`` ids, which only name the period in replies,
+    cursors and errors (never the key: it is internal). Each raises ``NotReady`` while the
+    namespace is not loaded (a rebuild is due or under way).
+    """
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.scripts = Scripts.register(redis)
+
+    async def top(
+        self, key: str, board: str, period: str, order: Order, limit: int, cursor: str | None
+    ) -> BoardPage:
+        """Up to ``limit`` entries in board order, from the start or from where ``cursor`` (a
+        previous page's ``next_cursor``) left off.
+
+        ``next_cursor`` is None on the last page. Walking every page of an unchanged board
+        yields each member once; if the board changes between pages, members may move across
+        the page boundary (seen twice or not at all), as with any offset paging. A cursor past
+        the end gives an empty last page. 400 (``InvalidInput``, field ``cursor``) for a cursor
+        that is malformed or made for another board or period.
+        """
+        _positive("limit", limit)
+        offset = 0 if cursor is None else decode_cursor(cursor, board, period)
+        with translate_redis_errors():
+            ready, members, first_rank, flat = await self.scripts.board_top(
+                [self.keys.marker, key], [order, offset, limit]
+            )
+        self._check_ready(ready)
+        entries = _board_entries(flat, int(first_rank), offset)
+        after = offset + len(entries)
+        more = bool(entries) and after < int(members)
+        return BoardPage(
+            board=board,
+            period=period,
+            members=int(members),
+            entries=entries,
+            next_cursor=encode_cursor(board, period, after) if more else None,
+        )
+
+    async def player(
+        self, key: str, board: str, period: str, order: Order, user_id: int
+    ) -> BoardPlayer:
+        """A player's score, rank and percentile, ``100 * (members - rank) / members`` to two
+        decimals (0 for the last or only player); ``NotFound`` when absent."""
+        with translate_redis_errors():
+            ready, members, score, rank = await self.scripts.board_player(
+                [self.keys.marker, key], [order, user_id]
+            )
+        self._check_ready(ready)
+        if score is None:
+            raise _absent(user_id, board, period)
+        count, place = int(members), int(rank)
+        return BoardPlayer(
+            user_id=user_id,
+            score=to_int(score),
+            rank=place,
+            members=count,
+            percentile=round(100 * (count - place) / count, 2),
+            period=period,
+        )
+
+    async def around(
+        self, key: str, board: str, period: str, order: Order, user_id: int, limit: int
+    ) -> BoardPage:
+        """A window of ``limit`` entries in board order that contains the player.
+
+        Away from the ends of the board the window holds ``(limit - 1) // 2`` players above
+        the player and ``limit // 2`` below (an even ``limit`` puts the player just above the
+        middle); near an end it slides, so it is full whenever the board has ``limit`` players.
+        ``next_cursor`` is None. ``NotFound`` when the player is not on the board.
+        """
+        _positive("limit", limit)
+        with translate_redis_errors():
+            ready, members, found, first_rank, start, flat = await self.scripts.board_around(
+                [self.keys.marker, key], [order, user_id, limit]
+            )
+        self._check_ready(ready)
+        if not found:
+            raise _absent(user_id, board, period)
+        return BoardPage(
+            board=board,
+            period=period,
+            members=int(members),
+            entries=_board_entries(flat, int(first_rank), int(start)),
+        )
+
+    async def lookup(
+        self, key: str, board: str, period: str, order: Order, user_ids: Sequence[int]
+    ) -> LookupResponse:
+        """The players of ``user_ids`` that are on the board, in board order, and (``missing``)
+        those that are not, in request order; a player asked for twice counts once."""
+        wanted = list(dict.fromkeys(user_ids))
+        with translate_redis_errors():
+            ready, members, flat = await self.scripts.board_lookup(
+                [self.keys.marker, key], [order, *wanted]
+            )
+        self._check_ready(ready)
+        entries = [
+            BoardEntry(user_id=int(flat[i]), score=to_int(flat[i + 1]), rank=int(flat[i + 2]))
+            for i in range(0, len(flat), 3)
+        ]
+        # Board order: ties as Redis orders them, by member text (user ids compare as strings,
+        # "10" before "9"), ascending on asc boards and descending on desc ones.
+        entries.sort(key=lambda e: (e.score, str(e.user_id)), reverse=order == "desc")
+        present = {e.user_id for e in entries}
+        return LookupResponse(
+            board=board,
+            period=period,
+            members=int(members),
+            entries=entries,
+            missing=[user_id for user_id in wanted if user_id not in present],
+        )
+
+    def _check_ready(self, ready: int) -> None:
+        if not ready:
+            raise NotReady(
+                "the leaderboard is being rebuilt from the database; retry shortly",
+                self.settings.retry_after_s,
+            )
+
+
+def _absent(user_id: int, board: str, period: str) -> NotFound:
+    return NotFound(f"player {user_id} has no score on board {board} in period {period}")

@@ -1,0 +1,50 @@
+-- Boards as definitions (docs/design.md, "Boards"): per board, period and player, the score
+-- the board's operator keeps; the definitions the game made; where each session was accepted.
+
+-- One row per player per period of a board. board is the board's id ('global', 'mode-<mode>'
+-- or a defined board's), period its period id ('all' for a board that never resets). op is
+-- how a new session joins the score (s: added, h: the higher kept, l: the lower kept, n: the
+-- newest kept, by seq), seq the highest acceptance order (game_sessions.accepted_seq) counted.
+-- No index on the score: every session updates a row per board, and with no indexed column
+-- changing (and room left on the page by the fillfactor) PostgreSQL updates it in place (HOT),
+-- where an index on the score would cost an index entry per update. Ranks are Redis's; the
+-- rebuild reads a period whole, by its primary key.
+CREATE TABLE board_scores (
+    board    text NOT NULL,
+    period   text NOT NULL,
+    user_id  bigint NOT NULL,
+    score    bigint NOT NULL,
+    seq      bigint NOT NULL DEFAULT 0,
+    op       "char" NOT NULL,
+    PRIMARY KEY (board, period, user_id)
+) WITH (fillfactor = 85);
+
+-- The totals kept before definitions become the built-in boards' only period, with their data.
+INSERT INTO board_scores (board, period, user_id, score, op)
+SELECT CASE WHEN board = 'global' THEN 'global' ELSE 'mode-' || substr(board, 6) END,
+       'all', user_id, total_score, 's'
+FROM board_totals;
+DROP TABLE board_totals;
+
+-- The stream entry id that accepted the session, as one number (persistence.stream.accepted_seq);
+-- NULL for sessions persisted before this migration, which counted on the built-in boards only.
+ALTER TABLE game_sessions ADD COLUMN accepted_seq bigint;
+
+-- The boards a game defined, as the events stream recorded their changes (the built-in ones
+-- follow the settings and are not stored). position is the stream entry that created the
+-- board (position_seq the same as a number): only sessions accepted after it count on it,
+-- unless it was backfilled from the sessions before. state: live, filling (a backfill runs),
+-- deleted (stopped counting; periods kept) or purged (periods removed; purged_seq orders
+-- the removal against sessions committed late by another worker). changed_seq orders the
+-- changes, so a redelivered older change never undoes a newer one.
+CREATE TABLE board_definitions (
+    id            text PRIMARY KEY,
+    definition    jsonb NOT NULL,
+    position      text NOT NULL,
+    position_seq  bigint NOT NULL,
+    state         text NOT NULL CHECK (state IN ('live', 'filling', 'deleted', 'purged')),
+    backfilled    boolean NOT NULL DEFAULT false,
+    purged_seq    bigint NOT NULL DEFAULT 0,
+    changed_seq   bigint NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
