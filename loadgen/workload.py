@@ -8,6 +8,7 @@ service would refuse fails here, not as a run full of 422s.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -15,12 +16,26 @@ from dataclasses import dataclass
 
 from ranker.models import SubmitRequest
 
-KINDS = ("rank", "top", "submit", "around")
+KINDS = (
+    "rank",
+    "top",
+    "submit",
+    "around",
+    "board-top",
+    "board-player",
+    "board-around",
+    "board-lookup",
+)
 WORKLOADS = (*KINDS, "mix")
 #: The original service's simulation: submissions, plus polling of the top and of ranks.
 DEFAULT_MIX: dict[str, float] = {"submit": 2.0, "top": 3.0, "rank": 5.0}
 #: Players above and below in an ``around`` request.
 AROUND_N = 5
+#: Entries of a board's around window, and players of a lookup (a friends list).
+BOARD_AROUND_LIMIT = 11
+LOOKUP_PLAYERS = 20
+#: The board the ``board-*`` kinds read (the built-in global board by default).
+DEFAULT_BOARD = "global"
 SCORE_MIN = 1
 SCORE_MAX = 10_000
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -99,8 +114,10 @@ class Workload:
         modes: Sequence[str],
         rng: random.Random,
         run_id: str,
+        board: str = DEFAULT_BOARD,
     ) -> None:
         self.base = url.rstrip("/") + "/api/leaderboard"
+        self.board = f"{url.rstrip('/')}/api/boards/{board}"
         self.kinds = [kind for kind, ratio in ratios.items() if ratio > 0]
         self.cum_weights = list(itertools.accumulate(ratios[kind] for kind in self.kinds))
         self.players = players
@@ -108,6 +125,7 @@ class Workload:
         self.rng = rng
         self.run_id = run_id
         self.top_url = f"{self.base}/top?limit={limit}"
+        self.board_top_url = f"{self.board}/top?limit={limit}"
         self.submissions = itertools.count()  # numbers the session ids of this run
 
     def next(self) -> Request:
@@ -122,7 +140,17 @@ class Workload:
         """A request of ``kind`` for a player drawn uniformly from 1..players."""
         if kind == "top":
             return Request(kind, "GET", self.top_url)
+        if kind == "board-top":
+            return Request(kind, "GET", self.board_top_url)
+        if kind == "board-lookup":
+            ids = [self.rng.randint(1, self.players) for _ in range(LOOKUP_PLAYERS)]
+            friends = json.dumps({"user_ids": ids}).encode()
+            return Request(kind, "POST", f"{self.board}/lookup", friends)
         user_id = self.rng.randint(1, self.players)
+        if kind == "board-player":
+            return Request(kind, "GET", f"{self.board}/players/{user_id}")
+        if kind == "board-around":
+            return Request(kind, "GET", f"{self.board}/around/{user_id}?limit={BOARD_AROUND_LIMIT}")
         if kind == "rank":
             return Request(kind, "GET", f"{self.base}/rank/{user_id}")
         if kind == "around":

@@ -38,7 +38,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,7 +98,14 @@ class RebuildReport:
 class Rebuild:
     """One rebuild of one namespace."""
 
-    def __init__(self, settings: Settings, redis: Redis, pool: AsyncConnectionPool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        pool: AsyncConnectionPool,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """``only``: the ids of the boards to load (a backfilled one); by default every board."""
         self.settings = settings
         self.redis = redis
         self.pool = pool
@@ -106,7 +113,10 @@ class Rebuild:
         self.scripts = Scripts.register(redis)
         self.catalog = Catalog(redis, settings)
         self._ttl_ms = settings.rebuild_ttl_s * 1000
+        self.only = only
         self.targets: list[Placement] = []
+        #: The deltas of the periods of the boards that are not loaded (with ``only``).
+        self.dropped: list[str] = []
 
     async def run(self, wait_s: float = 0.0) -> RebuildReport:
         """Rebuild every board.
@@ -128,7 +138,7 @@ class Rebuild:
                 with translate_redis_errors():
                     swapped = await self.scripts.rebuild_swap(
                         [self.keys.rebuild_flag, self.keys.marker, *self._swap_keys()],
-                        [generation, SWAP_CHUNK, *self._swap_args()],
+                        [generation, SWAP_CHUNK, len(self.targets), *self._swap_args()],
                     )
             except BaseException:
                 await self._abandon(generation)
@@ -146,22 +156,23 @@ class Rebuild:
 
     async def _targets(self) -> list[Placement]:
         """Every board period to load: the current (and, when it starts within
-        ``LOOKAHEAD``, the next) and the retained periods of every board that counts."""
+        ``LOOKAHEAD``, the next) and the retained periods of every board that counts (of
+        ``only``; the deltas of the others' go to ``dropped``)."""
         records = (await self.catalog.reload()).records.values()  # restored if they were lost
         now = datetime.now(UTC)
         targets: dict[str, Placement] = {}
+        others: dict[str, Placement] = {}
         for record in records:
             if record.state in STOPPED:
                 continue
             board = record.definition
-            for instant in (now + LOOKAHEAD, now):
+            into = targets if self.only is None or board.id in self.only else others
+            instants = [now + LOOKAHEAD, now]
+            instants += [p.starts_at for p in retained(board, now)[1:] if p.starts_at]
+            for instant in instants:
                 for placement in place([board], instant):
-                    targets.setdefault(placement.slot, placement)
-            for period in retained(board, now)[1:]:
-                start = period.starts_at
-                assert start is not None  # only a board that resets has past periods
-                for placement in place([board], start):
-                    targets.setdefault(placement.slot, placement)
+                    into.setdefault(placement.slot, placement)
+        self.dropped = [self.keys.delta(slot) for slot in others]
         return list(targets.values())
 
     async def _begin(self, generation: str, wait_s: float = 0.0) -> None:
@@ -203,11 +214,12 @@ class Rebuild:
             log.exception("could not clear the flag of abandoned rebuild %s", generation)
 
     def _swap_keys(self) -> list[str]:
-        return [
+        loaded = [
             key
             for t in self.targets
             for key in (self.keys.temp(t.slot), self.keys.delta(t.slot), self.keys.board(t.slot))
         ]
+        return loaded + self.dropped
 
     def _swap_args(self) -> list[str | int]:
         return [value for t in self.targets for value in (t.op, t.expires_at_ms)]

@@ -186,10 +186,13 @@ async def ensure_database_id(conn: AsyncConnection, new_id: UUID) -> UUID:
     return database_id
 
 
-async def select_board_periods(conn: AsyncConnection, board: str) -> set[str]:
-    """Every period of a board that holds scores in the database."""
-    cur = await conn.execute(query("select_board_periods"), {"board": board})
-    return {row[0] for row in await cur.fetchall()}
+async def select_periods_of_board(
+    conn: AsyncConnection, board: str, before: str | None, limit: int
+) -> list[tuple[str, int]]:
+    """Up to ``limit`` ``(period, members)`` of a board, newest first, older than ``before``."""
+    params = {"board": board, "before": before, "limit": limit}
+    cur = await conn.execute(query("select_periods_of_board"), params)
+    return [(period, members) for period, members in await cur.fetchall()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +259,34 @@ async def upsert_board_definition(
     cur = await conn.execute(query("upsert_board_definition"), params)
     row = await cur.fetchone()
     return row[0] if row else None
+
+
+async def backfill_board(
+    conn: AsyncConnection,
+    board: str,
+    *,
+    position: str,
+    position_seq: int,
+    op: str,
+    reset: str,
+    timezone: str,
+    game_mode: str | None,
+) -> tuple[bool, int]:
+    """Merge the sessions before a filling board's position into its scores, once: whether
+    this call claimed the board (else it ran before) and how many rows it merged."""
+    params = {
+        "board": board,
+        "position": position,
+        "position_seq": position_seq,
+        "op": op,
+        "reset": reset,
+        "timezone": timezone,
+        "game_mode": game_mode,
+    }
+    cur = await conn.execute(query("backfill_board"), params)
+    row = await cur.fetchone()
+    assert row is not None
+    return bool(row[0]), int(row[1])
 
 
 async def persist_definition(

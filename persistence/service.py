@@ -12,6 +12,7 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from persistence.backfill import fill_boards
 from persistence.binding import Binding
 from persistence.database import pool_for
 from persistence.rebuild import Rebuild, RebuildBusy
@@ -35,7 +36,8 @@ async def watch_boards(
     settings: Settings, redis: Redis, pool: AsyncConnectionPool, stop: asyncio.Event
 ) -> None:
     """Rebuild the boards whenever the namespace's marker is missing (Redis started empty,
-    was flushed or failed over to an empty replica), until ``stop`` is set."""
+    was flushed or failed over to an empty replica), and fill the boards created with a
+    backfill, until ``stop`` is set."""
     keys, scripts = Keys(settings.namespace), Scripts.register(redis)
     while not stop.is_set():
         try:
@@ -48,6 +50,7 @@ async def watch_boards(
                 log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
             elif not running:
                 await trim_leftovers(settings, redis, keys, scripts)
+                await fill_boards(settings, redis, pool)
         except RebuildBusy:
             pass
         except RankerError as exc:

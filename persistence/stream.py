@@ -62,7 +62,7 @@ def parse_definition(entry_id: bytes, fields: Fields) -> tuple[StoredDefinition,
         definition=definition,
         position=position,
         state=state,
-        backfilled=state == "filling",
+        backfilled=False,  # set by the backfill itself, once it has run
     )
     return stored, accepted_seq(position), accepted_seq(entry_id)
 

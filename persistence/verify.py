@@ -89,12 +89,13 @@ class Verifier:
         self.page_size = page_size
         self.keep = keep
 
-    async def run(self) -> VerifyReport:
-        """Compare the current and retained periods of every board that counts."""
+    async def run(self, now: datetime | None = None) -> VerifyReport:
+        """Compare the current and retained periods of every board that counts (current as of
+        ``now``: by default this clock's)."""
         found: list[Difference] = []
         members = total = 0
         snapshot = await Catalog(self.redis, self.settings).reload()
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
                 for record in snapshot.records.values():

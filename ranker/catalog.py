@@ -182,7 +182,7 @@ class Catalog:
         for _ in range(ATTEMPTS):
             current = (await self.reload()).records.get(definition.id)
             if current is None or current.state == "purged":
-                if current is not None and not await self._persisted(current.position):
+                if current is not None and not await self.persisted(current.position):
                     raise Conflict(
                         f"board {definition.id!r} is being purged: its id can be used again "
                         "once the purge is persisted (seconds)"
@@ -231,7 +231,7 @@ class Catalog:
                 raise NotFound(f"there is no board {board_id!r}")
             if current.state == "deleted" and not purge:
                 return current
-            # A purge's tombstone takes the purge's own entry as its position (``_persisted``);
+            # A purge's tombstone takes the purge's own entry as its position (``persisted``);
             # its periods leave Redis with it (a new board of the id starts empty).
             after = Record(
                 current.definition,
@@ -255,7 +255,7 @@ class Catalog:
             for key in (self.keys.board(slot), self.keys.archive(slot))
         ]
 
-    async def _persisted(self, entry_id: str) -> bool:
+    async def persisted(self, entry_id: str) -> bool:
         """Whether the worker has persisted every stream entry up to ``entry_id`` (none is
         unread or pending at or before it)."""
         with translate_redis_errors():

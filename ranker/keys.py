@@ -23,6 +23,7 @@ PREFIX = "ranker"
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 #: A board slot other than the built-in ones: ``<board id>/<period id>``.
 _SLOT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}/(all|\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2})$")
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 #: The consumer group of the write-behind worker on the events stream.
 WORKER_GROUP = "persist"
 
@@ -75,6 +76,15 @@ class Keys:
         retention): apart from the live key, which a late write could recreate."""
         self.board(slot)
         return f"{self._base}:archive:{slot}"
+
+    def loading(self, slot: str, token: str) -> str:
+        """Where one reload of an archived period is filled before it is renamed over
+        ``archive`` (a token of its own: two processes loading the same period at once never
+        mix their halves)."""
+        self.board(slot)
+        if not _TOKEN.match(token):
+            raise ValueError(f"not a loading token: {token!r}")
+        return f"{self._base}:loading:{slot}:{token}"
 
     @property
     def definitions(self) -> str:

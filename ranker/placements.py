@@ -37,6 +37,9 @@ _PERIOD = re.compile(PERIOD_PATTERN)
 #: How long a past period stays in Redis after it leaves the retained ones: a late write from
 #: an API process whose clock lags cannot recreate a key that has just expired.
 RETENTION_GRACE = timedelta(hours=1)
+#: How long a past period reloaded from PostgreSQL (once it left Redis) stays in Redis after
+#: its last read.
+ARCHIVE_TTL_S = 600
 
 
 def op_of(board: BoardDefinition) -> str:

@@ -246,6 +246,10 @@ class Ranking:
             boards=counted,
         )
 
+    def now(self) -> datetime:
+        """The instant of this process's clock that places sessions (and names periods)."""
+        return datetime.fromtimestamp(self.wall_ms() / 1000, UTC)
+
     async def rank(self, user_id: int, mode: str | None = None) -> Standing:
         """A player's total and rank; ``NotFound`` when the player has no score on the board."""
         keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]

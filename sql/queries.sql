@@ -96,6 +96,51 @@ WITH inserted AS (
 )
 SELECT count(*) AS sessions_added FROM inserted;
 
+-- name: backfill_board
+-- A backfill: the sessions accepted before a board's position (and those persisted before
+-- acceptance orders were kept), placed by the board's filter, periods and op as the API would
+-- have placed them, folded per (period, player) and merged into board_scores, where the
+-- sessions after the position already count. Runs once per board: it claims the board's
+-- backfilled flag in the same statement (a second run, or another process's, finds it set and
+-- adds nothing). Returns the rows merged.
+WITH claimed AS (
+    UPDATE board_definitions SET backfilled = true, updated_at = now()
+    WHERE id = %(board)s AND position = %(position)s AND state = 'filling' AND NOT backfilled
+    RETURNING id
+), counted AS (
+    SELECT ranker_period(%(reset)s, %(timezone)s, s.created_at) AS period,
+           s.user_id, s.score, s.accepted_seq, s.created_at, s.event_id
+    FROM game_sessions AS s, claimed
+    WHERE (%(game_mode)s::text IS NULL OR s.game_mode = %(game_mode)s)
+      AND (s.accepted_seq IS NULL OR s.accepted_seq < %(position_seq)s)
+), folded AS (
+    SELECT period, user_id,
+           CASE %(op)s WHEN 's' THEN sum(score)::bigint
+                       WHEN 'h' THEN max(score)
+                       WHEN 'l' THEN min(score)
+                       ELSE (array_agg(score ORDER BY accepted_seq DESC NULLS LAST,
+                                                      created_at DESC, event_id DESC))[1]
+           END AS score,
+           coalesce(max(accepted_seq), 0) AS seq
+    FROM counted GROUP BY period, user_id
+), merged AS (
+    INSERT INTO board_scores AS b (board, period, user_id, score, seq, op)
+    SELECT %(board)s, period, user_id, score, seq, %(op)s::"char" FROM folded
+    ORDER BY period, user_id
+    ON CONFLICT (board, period, user_id) DO UPDATE SET
+        score = CASE b.op WHEN 's' THEN b.score + excluded.score
+                          WHEN 'h' THEN greatest(b.score, excluded.score)
+                          WHEN 'l' THEN least(b.score, excluded.score)
+                          ELSE excluded.score END,
+        seq = greatest(b.seq, excluded.seq)
+    WHERE b.op = 's'
+       OR (b.op = 'h' AND excluded.score > b.score)
+       OR (b.op = 'l' AND excluded.score < b.score)
+       OR (b.op = 'n' AND excluded.seq > b.seq)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM merged) AS merged;
+
 -- name: upsert_board_definition
 -- One change of a definition, as the events stream recorded it (changed_seq: its entry). A
 -- change older than the one stored (a redelivery) changes nothing.
@@ -227,9 +272,12 @@ SELECT database_id FROM database_identity;
 -- Whether any board has a member (seed --if-empty).
 SELECT EXISTS (SELECT 1 FROM board_scores) AS has_totals;
 
--- name: select_board_periods
--- Every period of a board that holds scores, for verify (newest ids sort last).
-SELECT DISTINCT period FROM board_scores WHERE board = %(board)s;
+-- name: select_periods_of_board
+-- The periods of a board that hold scores, newest first (ids of one reset sort by time), older
+-- than %(before)s when it is given, with their members.
+SELECT period, count(*) AS members FROM board_scores
+WHERE board = %(board)s AND (%(before)s::text IS NULL OR period < %(before)s)
+GROUP BY period ORDER BY period DESC LIMIT %(limit)s;
 
 -- name: select_session_drift
 -- verify --deep: one board's scores recomputed from the session log with the board's filter
@@ -237,11 +285,7 @@ SELECT DISTINCT period FROM board_scores WHERE board = %(board)s;
 -- local date of the acceptance in the board's time zone) and operator, full-joined with
 -- board_scores; returns up to %(limit)s (period, user_id, stored, recomputed) that disagree.
 WITH counted AS (
-    SELECT CASE %(reset)s
-               WHEN 'never' THEN 'all'
-               WHEN 'daily' THEN to_char(created_at AT TIME ZONE %(timezone)s, 'YYYY-MM-DD')
-               WHEN 'weekly' THEN to_char(created_at AT TIME ZONE %(timezone)s, 'IYYY-"W"IW')
-               ELSE to_char(created_at AT TIME ZONE %(timezone)s, 'YYYY-MM') END AS period,
+    SELECT ranker_period(%(reset)s, %(timezone)s, created_at) AS period,
            user_id, score, accepted_seq, created_at, event_id
     FROM game_sessions
     WHERE (%(game_mode)s::text IS NULL OR game_mode = %(game_mode)s)

@@ -21,7 +21,7 @@ from ranker.api.edge import RequestLimits
 from ranker.api.problems import exception_handlers
 from ranker.api.ratelimit import RateLimits
 from ranker.api.routes import routes
-from ranker.api.state import AppState, BackgroundService
+from ranker.api.state import AppState, ArchivedPeriods, BackgroundService
 from ranker.connections import request_redis
 from ranker.errors import ConfigurationError
 from ranker.memory import RedisMemory
@@ -47,8 +47,13 @@ def key_ring(settings: Settings) -> KeyRing:
     return keys
 
 
-def create_app(settings: Settings, background: Sequence[BackgroundService] = ()) -> Starlette:
-    """The ASGI app; ``background`` services run for as long as the app does."""
+def create_app(
+    settings: Settings,
+    background: Sequence[BackgroundService] = (),
+    archive: ArchivedPeriods | None = None,
+) -> Starlette:
+    """The ASGI app; ``background`` services run for as long as the app does; ``archive``
+    reads the periods that left Redis (without it, reads of those answer 503)."""
     keys = key_ring(settings)
 
     @contextlib.asynccontextmanager
@@ -67,6 +72,7 @@ def create_app(settings: Settings, background: Sequence[BackgroundService] = ())
             memory,
             Pages(redis, settings),
             background,
+            archive,
         )
         stop = asyncio.Event()
         # The memory watcher runs in every API process (each refuses on its own reading).

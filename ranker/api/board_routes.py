@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -25,13 +24,17 @@ from ranker.api.inputs import (
 from ranker.api.problems import JSON
 from ranker.api.state import AppState, state_of
 from ranker.catalog import Record
+from ranker.connections import translate_redis_errors
 from ranker.definitions import BOARD_ID_PATTERN, Board, BoardDefinition, PeriodOut
-from ranker.errors import InvalidInput, NotFound, NotReady
+from ranker.errors import InvalidInput, NotFound, NotReady, Unavailable
 from ranker.models import FieldError, LookupRequest
-from ranker.periods import Period
-from ranker.placements import period_of, resolve_period, retained, slot_of
+from ranker.periods import PERIOD_PATTERN, Period, period_by_id
+from ranker.placements import ARCHIVE_TTL_S, period_of, resolve_period, retained, slot_of
 
 _BOARD_ID = re.compile(BOARD_ID_PATTERN)
+_PERIOD_CURSOR = re.compile(PERIOD_PATTERN)
+#: Periods per page of a board's periods.
+PERIODS_PAGE = 100
 
 
 @observed("boards")
@@ -94,7 +97,7 @@ async def board_top(request: Request) -> Response:
     limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
     record, period = await _board_period(state, request, request.query_params.get("period"))
     board = record.definition
-    key = _key(state, board, period)
+    key = await _key(state, board, period)
     cursor = request.query_params.get("cursor")
     return JSON(await state.pages.top(key, board.id, period.id, board.order, limit, cursor))
 
@@ -107,7 +110,7 @@ async def board_player(request: Request) -> Response:
     user_id = path_user_id(request)
     record, period = await _board_period(state, request, request.query_params.get("period"))
     board = record.definition
-    key = _key(state, board, period)
+    key = await _key(state, board, period)
     return JSON(await state.pages.player(key, board.id, period.id, board.order, user_id))
 
 
@@ -120,7 +123,7 @@ async def board_around(request: Request) -> Response:
     limit = query_int(request, "limit", 11, 1, state.settings.top_limit_max)
     record, period = await _board_period(state, request, request.query_params.get("period"))
     board = record.definition
-    key = _key(state, board, period)
+    key = await _key(state, board, period)
     return JSON(await state.pages.around(key, board.id, period.id, board.order, user_id, limit))
 
 
@@ -137,7 +140,7 @@ async def board_lookup(request: Request) -> Response:
         raise _invalid(exc) from None
     record, period = await _board_period(state, request, wanted.period)
     board = record.definition
-    key = _key(state, board, period)
+    key = await _key(state, board, period)
     found = await state.pages.lookup(key, board.id, period.id, board.order, wanted.user_ids)
     return JSON(found)
 
@@ -145,19 +148,34 @@ async def board_lookup(request: Request) -> Response:
 @observed("board_periods")
 @guarded(Scope.READ)
 async def board_periods(request: Request) -> Response:
-    """The past periods of a board that hold players, newest first: those Redis retains."""
+    """The past periods of a board that hold players, newest first: those Redis retains (their
+    members counted there), then those of PostgreSQL, by pages of ``PERIODS_PAGE``."""
     state = state_of(request)
-    reject_unknown_query(request, set())
+    reject_unknown_query(request, {"cursor"})
     record = await _record(state, request)
     board = record.definition
-    past = retained(board, datetime.now(UTC))[1:]
+    before = request.query_params.get("cursor")
+    if before is not None and not _PERIOD_CURSOR.match(before):
+        raise InvalidInput(
+            "the cursor is not one this service returned; start again without it",
+            [FieldError(field="cursor", message="a next_cursor of this list")],
+            status=400,
+        )
+    past = [p for p in retained(board, state.ranking.now())[1:] if before is None or p.id < before]
     counts = await state.ranking.members([slot_of(board, p.id) for p in past])
-    periods = [
-        {**_period_out(period).model_dump(mode="json"), "members": members}
-        for period, members in zip(past, counts, strict=True)
-        if members
+    found = [(p.id, members) for p, members in zip(past, counts, strict=True) if members]
+    older = past[-1].id if past else before
+    if board.reset != "never" and len(found) < PERIODS_PAGE and state.archive is not None:
+        found += await state.archive.periods(board.id, older, PERIODS_PAGE - len(found))
+    page = [
+        {
+            **_period_out(period_by_id(board.reset, board.timezone, pid)).model_dump(mode="json"),
+            "members": members,
+        }
+        for pid, members in found[:PERIODS_PAGE]
     ]
-    return JSON({"periods": periods, "next_cursor": None})
+    more = len(found) >= PERIODS_PAGE
+    return JSON({"periods": page, "next_cursor": found[PERIODS_PAGE - 1][0] if more else None})
 
 
 def _path_board_id(request: Request) -> str:
@@ -185,12 +203,28 @@ async def _board_period(
             f"board {record.definition.id} is being computed from past sessions; retry shortly",
             state.settings.retry_after_s,
         )
-    period = resolve_period(record.definition, wanted or "current", datetime.now(UTC))
+    period = resolve_period(record.definition, wanted or "current", state.ranking.now())
     return record, period
 
 
-def _key(state: AppState, board: BoardDefinition, period: Period) -> str:
-    return state.ranking.keys.board(slot_of(board, period.id))
+async def _key(state: AppState, board: BoardDefinition, period: Period) -> str:
+    """The sorted set holding ``period``: its live key while Redis retains it, else a copy
+    reloaded from PostgreSQL (kept while it is read: EXPIRE both renews it and says whether
+    it is there)."""
+    slot = slot_of(board, period.id)
+    if any(p.id == period.id for p in retained(board, state.ranking.now())):
+        return state.ranking.keys.board(slot)
+    key = state.ranking.keys.archive(slot)
+    with translate_redis_errors():
+        present = await state.redis.expire(key, ARCHIVE_TTL_S)
+    if not present:
+        if state.archive is None:
+            raise Unavailable(
+                f"period {period.id} of board {board.id} is only in PostgreSQL, which this "
+                "process does not read"
+            )
+        await state.archive.load(board.id, period.id, key)
+    return key
 
 
 def _period_out(period: Period) -> PeriodOut:
@@ -199,7 +233,7 @@ def _period_out(period: Period) -> PeriodOut:
 
 async def _described(state: AppState, records: list[Record]) -> list[Board]:
     """Each board with its current period and its members (one Redis round trip)."""
-    now = datetime.now(UTC)
+    now = state.ranking.now()
     periods = [period_of(record.definition, now) for record in records]
     counts = await state.ranking.members(
         [
@@ -244,11 +278,6 @@ def _parse_definition(body: bytes, board_id: str, state: AppState) -> tuple[Boar
         raise InvalidInput(
             "backfill must be true or false",
             [FieldError(field="backfill", message="a boolean")],
-        )
-    if backfill:
-        raise InvalidInput(
-            "backfill is not available yet: create the board without it",
-            [FieldError(field="backfill", message="not available yet")],
         )
     try:
         return BoardDefinition.model_validate(fields, context=state.limits), backfill

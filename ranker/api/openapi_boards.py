@@ -39,10 +39,9 @@ def board_change_schema(definition: dict[str, Any], settings: Settings) -> dict[
         mode["enum"] = list(settings.game_modes)
     properties["backfill"] = {
         "type": "boolean",
-        "enum": [False],
         "default": False,
-        "description": "On creation: compute the board from the sessions already stored "
-        "(not available yet: true is refused with 422).",
+        "description": "On creation: compute the board from the sessions already stored; "
+        "until it is done its reads answer 503 (ignored on a change).",
     }
     return change
 
@@ -225,9 +224,9 @@ def board_paths(settings: Settings) -> dict[str, Any]:
         },
         "/api/boards/{board_id}/periods": {
             "get": _read(
-                "The past periods of a board that hold players, newest first",
+                "The past periods of a board that hold players, newest first (100 a page)",
                 settings,
-                ["board_id"],
+                ["board_id", "cursor"],
                 json_body(periods, "Each with its id, bounds and members"),
             )
         },

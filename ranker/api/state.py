@@ -33,6 +33,21 @@ class BackgroundService(Protocol):
         ...
 
 
+class ArchivedPeriods(Protocol):
+    """Past periods that left Redis with their retention, read back from PostgreSQL
+    (``persistence.archive``, handed in by ``ranker.cli``: the API does not import it)."""
+
+    async def load(self, board: str, period: str, key: str) -> None:
+        """Fill the sorted set ``key`` with the period's scores, for ``ARCHIVE_TTL_S``
+        (nothing when the period holds none)."""
+        ...
+
+    async def periods(self, board: str, before: str | None, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` ``(period id, members)`` of the board in PostgreSQL, newest first,
+        older than ``before``."""
+        ...
+
+
 @dataclass
 class AppState:
     """What request handlers use: settings, the Redis client and the ranking of the namespace
@@ -49,6 +64,7 @@ class AppState:
     memory: RedisMemory
     pages: Pages
     background: Sequence[BackgroundService] = ()
+    archive: ArchivedPeriods | None = None
 
 
 def state_of(request: Request) -> AppState:

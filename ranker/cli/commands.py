@@ -29,6 +29,7 @@ from rich.progress import Progress
 from uvicorn.supervisors import Multiprocess
 
 from persistence import repository
+from persistence.archive import Archive
 from persistence.binding import BoundElsewhere, bound_to, claim, database_identity, pool_identity
 from persistence.database import pool_for, translate_db_errors
 from persistence.definitions import restore_definitions
@@ -166,8 +167,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.boards_file is not None:
         asyncio.run(_apply_boards_file(settings))
     if args.workers == 1:
-        background: list[BackgroundService] = [] if args.no_worker else [Persistence(settings)]
-        app = create_app(settings, background)
+        archive = Archive(settings)
+        background: list[BackgroundService] = [archive]
+        if not args.no_worker:
+            background.append(Persistence(settings))
+        app = create_app(settings, background, archive)
         if settings.metrics_port is not None:
             metrics.serve_on_own_port(args.host, settings.metrics_port)
         server = uvicorn.Server(EdgeConfig(app, limits=limits, **options))

@@ -10,6 +10,7 @@ import os
 
 from starlette.applications import Starlette
 
+from persistence.archive import Archive
 from persistence.service import Persistence
 from ranker.api.app import create_app
 from ranker.api.state import BackgroundService
@@ -22,7 +23,8 @@ NO_WORKER_ENV = "RANKER_SERVE_NO_WORKER"
 def app() -> Starlette:
     """The API, with the write-behind worker and the rebuild watchdog beside it."""
     settings = Settings()
-    background: list[BackgroundService] = []
+    archive = Archive(settings)  # reads of past periods that left Redis
+    background: list[BackgroundService] = [archive]
     if not os.environ.get(NO_WORKER_ENV):
         background.append(Persistence(settings))
-    return create_app(settings, background)
+    return create_app(settings, background, archive)

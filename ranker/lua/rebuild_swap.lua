@@ -3,9 +3,12 @@
 --
 -- KEYS[1]   rebuild flag
 -- KEYS[2]   namespace marker
--- KEYS[3..] per board period, three keys: temp (shadow), delta, live
+-- KEYS[3 .. 2+3n] per board period, three keys: temp (shadow), delta, live
+-- KEYS[3+3n ..]  deltas of the periods this rebuild does not load (it loads some boards
+--                only): dropped, their live keys are right
 -- ARGV[1]   generation id    ARGV[2] members per ZRANGE chunk of a delta
--- ARGV[3..] per board period, two values: op (s: add, h: keep the higher, l: keep the lower,
+-- ARGV[3]   n, the number of board periods loaded
+-- ARGV[4..] per board period, two values: op (s: add, h: keep the higher, l: keep the lower,
 --           n: keep the delta's, which is newer) and when the live key expires (unix ms; 0:
 --           never)
 --
@@ -15,10 +18,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return 0
 end
 local chunk = tonumber(ARGV[2])
-for i = 3, #KEYS, 3 do
+local loaded = tonumber(ARGV[3])
+for slot = 0, loaded - 1 do
+    local i = 3 + 3 * slot
     local temp, delta, live = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-    local slot = (i - 3) / 3
-    local op, expires = ARGV[3 + 2 * slot], ARGV[4 + 2 * slot]
+    local op, expires = ARGV[4 + 2 * slot], ARGV[5 + 2 * slot]
     -- Member by member: O(m log n) for a small delta, where ZUNIONSTORE would copy the whole
     -- board and block the server for as long.
     local start = 0
@@ -50,6 +54,9 @@ for i = 3, #KEYS, 3 do
         end
     end
     redis.call('UNLINK', delta)
+end
+for i = 3 + 3 * loaded, #KEYS do
+    redis.call('UNLINK', KEYS[i])
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1])

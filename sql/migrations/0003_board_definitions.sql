@@ -48,3 +48,15 @@ CREATE TABLE board_definitions (
     changed_seq   bigint NOT NULL,
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- The period of a board's reset that holds an instant, in a time zone: the id the API gives
+-- (ranker/periods.py), for the queries that place sessions from the log (verify --deep, a
+-- backfill). ISO weeks are named by the ISO year of their days ("IYYY-\"W\"IW").
+CREATE FUNCTION ranker_period(reset text, zone text, at timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE reset
+        WHEN 'never' THEN 'all'
+        WHEN 'daily' THEN to_char(at AT TIME ZONE zone, 'YYYY-MM-DD')
+        WHEN 'weekly' THEN to_char(at AT TIME ZONE zone, 'IYYY-"W"IW')
+        ELSE to_char(at AT TIME ZONE zone, 'YYYY-MM') END
+$$;

@@ -332,3 +332,17 @@ async def test_the_boards_file_applies_at_start_up_and_a_contradiction_stops_the
     reason = refused.stderr.strip().splitlines()[-1]
     assert reason.startswith("ranker serve: boards file: board time-trial: order"), refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+async def test_a_board_that_fills_answers_503_until_it_is_live(client: httpx.AsyncClient) -> None:
+    # No watchdog runs beside this app: the board stays filling.
+    created = await put(client, "weekly-best", **WEEKLY_BEST, backfill=True)
+    counted = await submit(client, user_id=1, score=5)
+
+    assert created.status_code == 201 and created.json()["state"] == "filling"
+    assert "weekly-best" in counted.json()["boards"]  # sessions after it count meanwhile
+    for path in ["top", "players/1", "around/1"]:
+        response = await client.get(f"/api/boards/weekly-best/{path}")
+        assert response.status_code == 503, (path, response.text)
+        assert response.headers["retry-after"] == "1"
+    assert (await client.get("/api/boards/weekly-best")).json()["state"] == "filling"

@@ -31,7 +31,15 @@ from redis.asyncio import Redis
 from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, seeded_random, stored_sessions
+from tests.fixtures.ranker import (
+    DEFINED_FIVE,
+    FIVE_BOARDS,
+    Processes,
+    auth_headers,
+    boards_counted,
+    seeded_random,
+    stored_sessions,
+)
 
 API_PROCESSES = 2
 SUBMITTERS = 8
@@ -255,7 +263,7 @@ async def test_api_and_worker_killed_again_and_again_lose_nothing(
     loaded: None,
 ) -> None:
     rng = seeded_random()
-    settings = make_settings(worker_batch_size=200)
+    settings = make_settings(worker_batch_size=200, boards_file=FIVE_BOARDS)
     processes.settings = settings
     started = [await processes.serve("--no-worker") for _ in range(API_PROCESSES)]
     ports = [int(url.rpartition(":")[2]) for url, _ in started]
@@ -268,6 +276,7 @@ async def test_api_and_worker_killed_again_and_again_lose_nothing(
     await wait_drained(redis, Keys(settings.namespace), 120)
     async with pool.connection() as conn:
         stored = await stored_sessions(conn)
+        counted = await boards_counted(conn)
     verify = await asyncio.to_thread(processes.run, "verify", "--wait-s", "60", "--deep")
 
     print(
@@ -288,6 +297,7 @@ async def test_api_and_worker_killed_again_and_again_lose_nothing(
     assert tally.retried_sessions > 0, "no submission ever met a dead API process"
     assert set(tally.reads) <= {200, 404, 503}, tally.reads
     assert tally.reads[200] > 0
+    assert DEFINED_FIVE <= counted, counted  # every session counted on five boards
     # I1: every accepted session once, as the event id the API returned; nothing else.
     sessions = [session_id for session_id, _ in stored]
     assert len(sessions) == len(set(sessions)), "a session is stored twice"

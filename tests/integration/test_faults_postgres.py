@@ -25,7 +25,15 @@ from persistence.stream import unpersisted
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.own_postgres import PostgresSwitch
-from tests.fixtures.ranker import Processes, auth_headers, stored_sessions, wait_for
+from tests.fixtures.ranker import (
+    DEFINED_FIVE,
+    FIVE_BOARDS,
+    Processes,
+    auth_headers,
+    boards_counted,
+    stored_sessions,
+    wait_for,
+)
 
 #: How long PostgreSQL is down (the issue asks for 30 s).
 OUTAGE_S = 30.0
@@ -277,7 +285,12 @@ async def test_postgres_down_for_30_s_while_submissions_run_at_a_steady_rate(
     # The production claim delay: the tests' short one lets the worker's consumers take each
     # other's failing batches over and over during the outage, which no deployment does.
     claim_idle_ms = Settings.model_fields["claim_idle_ms"].default
-    settings = make_settings(database_url=url, max_backlog=MAX_BACKLOG, claim_idle_ms=claim_idle_ms)
+    settings = make_settings(
+        database_url=url,
+        max_backlog=MAX_BACKLOG,
+        claim_idle_ms=claim_idle_ms,
+        boards_file=FIVE_BOARDS,
+    )
     postgres = PostgresSwitch(data_dir, port)
     timeline = Timeline()
     try:
@@ -292,6 +305,7 @@ async def test_postgres_down_for_30_s_while_submissions_run_at_a_steady_rate(
         await wait_for(persisted, 30, "the worker to persist the last submissions")
         async with await psycopg.AsyncConnection.connect(url) as conn:
             stored = await stored_sessions(conn)
+            counted = await boards_counted(conn)
         verify = await asyncio.to_thread(
             processes.run, "verify", "--wait-s", "60", "--deep", settings=settings
         )
@@ -316,6 +330,7 @@ async def test_postgres_down_for_30_s_while_submissions_run_at_a_steady_rate(
     assert not errors, f"{len(errors)} answers neither 200 nor 503, e.g. {errors[:3]}"
     assert {s.status for s in t.samples} <= {200, 503}, "/readyz answered neither 200 nor 503"
     assert len(t.answers) == sent
+    assert DEFINED_FIVE <= counted, counted  # every session counted on five boards
     check_outage(t, settings)
     check_recovery(t)
     # I1: every accepted submission is in PostgreSQL exactly once, as the event id the API

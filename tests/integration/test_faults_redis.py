@@ -35,7 +35,15 @@ from ranker.dev import servers as devservers
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.proxy import TcpProxy
-from tests.fixtures.ranker import Processes, auth_headers, stored_sessions, wait_for
+from tests.fixtures.ranker import (
+    DEFINED_FIVE,
+    FIVE_BOARDS,
+    Processes,
+    auth_headers,
+    boards_counted,
+    stored_sessions,
+    wait_for,
+)
 
 #: The flow: submissions (unique session ids) and reads, paced over several connections.
 RATE_PER_S = 250
@@ -332,6 +340,8 @@ async def drain_and_verify(
     verify = functools.partial(processes.run, "verify", "--wait-s", "60", "--deep")
     result = await asyncio.to_thread(verify, settings=settings)
     assert result.returncode == 0, result.stdout + result.stderr
+    async with pool.connection() as conn:
+        assert DEFINED_FIVE <= await boards_counted(conn)  # the five boards counted
     return await sessions_by_id(pool)
 
 
@@ -377,7 +387,9 @@ async def test_redis_restarted_empty_under_load(
     - every submission accepted by the new Redis, during the rebuild as after it, is persisted.
     """
     own_redis.start()
-    settings = make_settings(redis_url=own_redis.url, redis_timeout_s=RESTART_REDIS_TIMEOUT_S)
+    settings = make_settings(
+        redis_url=own_redis.url, redis_timeout_s=RESTART_REDIS_TIMEOUT_S, boards_file=FIVE_BOARDS
+    )
     keys = Keys(settings.namespace)
     url, service = await processes.serve(settings=settings)
     await wait_for(functools.partial(is_ready, url), 30, "the service to load its boards")
@@ -497,7 +509,9 @@ async def test_redis_out_of_reach_for_a_few_seconds(
             service_redis_url = f"redis://127.0.0.1:{proxy.port}/0"
             inject = functools.partial(proxy.cut, "stall" if fault == "cut-stall" else "refuse")
             heal = proxy.restore
-        settings = make_settings(redis_url=service_redis_url, redis_timeout_s=REDIS_TIMEOUT_S)
+        settings = make_settings(
+            redis_url=service_redis_url, redis_timeout_s=REDIS_TIMEOUT_S, boards_file=FIVE_BOARDS
+        )
         url, service = await processes.serve(settings=settings)
         await wait_for(functools.partial(is_ready, url), 30, "the service to load its boards")
 

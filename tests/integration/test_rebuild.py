@@ -27,7 +27,14 @@ from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.scripts import Scripts
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, wait_for
+from tests.fixtures.ranker import (
+    DEFINED_FIVE,
+    FIVE_BOARDS,
+    Processes,
+    auth_headers,
+    boards_counted,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -116,7 +123,8 @@ async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_tw
     pool: AsyncConnectionPool,
 ) -> None:
     await seed(settings, pool, players=2_000, sessions=8_000)
-    url, _ = await processes.serve()  # its watchdog's first rebuild may overlap ours: they queue
+    five = settings.model_copy(update={"boards_file": FIVE_BOARDS})
+    url, _ = await processes.serve(settings=five)  # its watchdog's rebuild may overlap ours
     accepted: list[str] = []
     flowing = asyncio.Event()
 
@@ -155,6 +163,8 @@ async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_tw
         stored = Counter(row[0] for row in await cur.fetchall())
     assert rebuilt == 3
     assert stored == Counter(accepted)
+    async with pool.connection() as conn:
+        assert DEFINED_FIVE <= await boards_counted(conn)  # the flow counted on five boards
     assert max(stored.values()) == 1
     result = processes.run("verify", "--deep")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,7 +18,15 @@ from redis.asyncio import Redis
 from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
-from tests.fixtures.ranker import Processes, auth_headers, seeded_random, stored_sessions
+from tests.fixtures.ranker import (
+    DEFINED_FIVE,
+    FIVE_BOARDS,
+    Processes,
+    auth_headers,
+    boards_counted,
+    seeded_random,
+    stored_sessions,
+)
 
 CONNECTIONS = 32
 RETRY_EVERY = 10  # one session in ten is sent twice, as a client retrying after a timeout
@@ -76,7 +84,7 @@ async def test_killed_workers_lose_nothing_and_count_nothing_twice(
     loaded: None,
 ) -> None:
     rng = seeded_random()
-    settings = make_settings(worker_batch_size=200)
+    settings = make_settings(worker_batch_size=200, boards_file=FIVE_BOARDS)
     processes.settings = settings
     url, _ = await processes.serve("--no-worker")
     done = asyncio.Event()
@@ -91,7 +99,9 @@ async def test_killed_workers_lose_nothing_and_count_nothing_twice(
     await wait_drained(redis, Keys(settings.namespace), 120)
     async with pool.connection() as conn:
         stored = await stored_sessions(conn)
+        counted = await boards_counted(conn)
 
+    assert DEFINED_FIVE <= counted, counted  # every session counted on five boards
     assert kills >= 5
     assert len(accepted) == submissions
     assert len(stored) == submissions, "a session is missing or stored twice"
