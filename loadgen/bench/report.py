@@ -6,26 +6,12 @@ import json
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadgen.bench.report_boards import BOARD_TARGETS, boards_section
 from loadgen.bench.run import TARGET_RATE, WORKLOADS
-
-
-@dataclass(frozen=True)
-class Target:
-    """A target of the benchmark: how its figure is read from the results, and its bound."""
-
-    name: str
-    unit: str
-    read: Callable[[dict[str, Any]], float]
-    op: str  # "<=" or ">="
-    bound: float
-    runs: Callable[[dict[str, Any]], list[float]] | None = None  # every run, when repeated
-
-    def met(self, value: float) -> bool:
-        return value <= self.bound if self.op == "<=" else value >= self.bound
+from loadgen.bench.targets import Target, fmt
 
 
 def _at_target_rate(workload: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -90,6 +76,9 @@ TARGETS: list[Target] = [
 ]
 
 
+TARGETS += BOARD_TARGETS
+
+
 def _naive(r: dict[str, Any], workload: str) -> float:
     return float(r["http"][workload]["max"]["achieved_rate"] / r["naive"]["rate"])
 
@@ -130,10 +119,6 @@ def write(results: dict[str, Any], out: Path, markdown: Path, notes: Path | None
     markdown.write_text(text)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
-
-
 def _markdown(r: dict[str, Any], plots: list[Path]) -> str:
     c = r["config"]
     lines = [
@@ -154,11 +139,12 @@ def _markdown(r: dict[str, Any], plots: list[Path]) -> str:
         "| --- | ---: | --- | --- | --- |",
     ]
     lines += [
-        f"| {n} | {'-' if math.isnan(v) else _fmt(v)} | {b} | {m} | "
-        f"{', '.join(_fmt(x) for x in runs)} |"
+        f"| {n} | {'-' if math.isnan(v) else fmt(v)} | {b} | {m} | "
+        f"{', '.join(fmt(x) for x in runs)} |"
         for n, v, b, m, runs in verdicts(r)
     ]
     lines += _seed_section(r) + _http_section(r) + _edge_section(r) + _drain_section(r)
+    lines += boards_section(r)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p})" for p in plots]
     lines += ["", f"Consistency after the run: `ranker verify` said `{r['verify']}`.", ""]
     return "\n".join(lines)

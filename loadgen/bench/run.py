@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadgen.bench import edge, measure
+from loadgen.bench import boards, edge, measure
 from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
 from loadgen.runner import LoadConfig, run_load
-from ranker import boards
+from ranker.boards import GLOBAL
 from ranker.keys import Keys
 from ranker.settings import Settings
 
@@ -73,6 +73,21 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results["drain"] = drain_phase(stack, settings, config)
         phase("verify")
         results["verify"] = ranker_command(stack, "verify", "--wait-s", "120").strip()
+        results["boards"] = boards.boards_phase(
+            stack,
+            settings,
+            config.repeats,
+            load=lambda service, workload, rate: load(
+                service, load_config(service, workload, config, rate), config.warmup_s
+            ),
+            drain=lambda: drain_round(stack, settings, config),
+            phase=phase,
+            target_rate=TARGET_RATE,
+        )
+        phase("verify --deep, five boards")
+        results["verify_boards"] = ranker_command(
+            stack, "verify", "--wait-s", "120", "--deep"
+        ).strip()
     return results
 
 
@@ -180,7 +195,7 @@ def http_phase(
     sides of each ratio see the same moment of a machine whose speed drifts. Returns the
     ranker's figures and the floor app's (each with the ratio of every round)."""
     service = Service.ranker(stack)
-    floor = Service.floor(stack, Keys(settings.namespace).board(boards.GLOBAL))
+    floor = Service.floor(stack, Keys(settings.namespace).board(GLOBAL))
     figures: dict[str, Any] = {}
     floor_figures: dict[str, Any] = {}
     try:
@@ -220,13 +235,32 @@ def http_phase(
     return figures, floor_figures
 
 
+def drain_round(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """A backlog of ``drain_events`` accepted with no worker running (on the boards defined
+    then), and one ``ranker worker`` process persisting it."""
+    backlog_s = asyncio.run(measure.make_backlog(settings, config.drain_events, config.players))
+    since = time.perf_counter()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ranker", "worker"],
+        env=stack.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return {"backlog_made_s": backlog_s, **drained}
+
+
 def edge_figures(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
     """The edge phase (``loadgen.bench.edge``): each variant's median round per workload."""
 
     def measure_max(service: Service, workload: str) -> dict[str, Any]:
         return load(service, load_config(service, workload, config), config.warmup_s)
 
-    board = Keys(settings.namespace).board(boards.GLOBAL)
+    board = Keys(settings.namespace).board(GLOBAL)
     rounds = edge.edge_phase(stack, board, measure_max, config.repeats, phase)
     return {
         name: {workload: median_run(runs, _achieved) for workload, runs in by_workload.items()}
@@ -240,22 +274,10 @@ def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[s
     is reported, with every round's rate."""
     rounds = []
     for n in range(config.repeats):
-        phase(f"write-behind: backlog of {config.drain_events} events, round {n + 1}")
-        backlog_s = asyncio.run(measure.make_backlog(settings, config.drain_events, config.players))
-        phase(f"write-behind: drain, round {n + 1}")
-        since = time.perf_counter()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "ranker", "worker"],
-            env=stack.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        phase(
+            f"write-behind: backlog of {config.drain_events} events, then its drain, round {n + 1}"
         )
-        try:
-            drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600))
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
-        rounds.append({"backlog_made_s": backlog_s, **drained})
+        rounds.append(drain_round(stack, settings, config))
     return {
         **median_run(rounds, lambda round_: float(round_["rate"])),
         "batch_size": settings.worker_batch_size,

@@ -46,6 +46,8 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         "drain",
         "verify",
         "edge",
+        "boards",
+        "verify_boards",
     }
     assert figures["verify"].startswith("ok: ")
     assert figures["drain"]["events"] == 1500
@@ -58,6 +60,16 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         assert figures["http"][workload]["max"]["count"] > 0
         assert figures["http"][workload]["100"]["errors"] == {}
     assert len(figures["edge"]) == 6
+    boards = figures["boards"]
+    assert len(boards["submit_two"]) == len(boards["submit_five"]) == 2
+    assert all(run["count"] > 0 for run in boards["submit_five"])
+    for kind in ("board-top", "board-player", "board-around", "board-lookup"):
+        assert len(boards[kind]) == 2 and boards[kind][0]["count"] > 0, kind
+    measured = {slot.split("/")[0] for slot in boards["memory"]}
+    assert measured == {"global", "mode:solo", "daily-best", "weekly-sum", "monthly-best"}
+    assert boards["walk"]["members"] > 0
+    assert figures["verify_boards"].startswith("ok: ")
+    assert "## Boards: the five-board set" in markdown.read_text()
     for name, by_workload in figures["edge"].items():
         for workload, run in by_workload.items():
             assert run["count"] > 0 and run["errors"] == {}, (name, workload, run["errors"])
