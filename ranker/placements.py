@@ -64,16 +64,13 @@ def slot_of(board: BoardDefinition | str, period_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Placement:
-    """One board a session counts on, in one period."""
+class Token:
+    """Where a session counts: a board, a period and the op, as its stream entry carries them
+    (what the worker persists)."""
 
     board: str
     period: str
     op: str
-    order: str
-    #: When the period's key expires (unix ms): the end of the last period that retains it,
-    #: plus ``RETENTION_GRACE``; 0: never (a board that never resets).
-    expires_at_ms: int
 
     @property
     def slot(self) -> str:
@@ -85,20 +82,13 @@ class Placement:
 
 
 @dataclass(frozen=True, slots=True)
-class Token:
-    """A placement as a stream entry carries it (what the worker persists)."""
+class Placement(Token):
+    """A token with what the submit script also needs: the board's order, and when the
+    period's key expires (unix ms: the end of the last period that retains it, plus
+    ``RETENTION_GRACE``; 0: never, a board that never resets)."""
 
-    board: str
-    period: str
-    op: str
-
-    @property
-    def slot(self) -> str:
-        return slot_of(self.board, self.period)
-
-    @property
-    def token(self) -> str:
-        return f"{self.board}:{self.period}:{self.op}"
+    order: str
+    expires_at_ms: int
 
 
 def place(definitions: Iterable[BoardDefinition], instant: datetime) -> list[Placement]:
@@ -131,7 +121,7 @@ def expiry_ms(reset: Reset, timezone: str, retain: int, period: Period) -> int:
     return int((last.ends_at + RETENTION_GRACE).timestamp() * 1000)
 
 
-def tokens_text(placements: Sequence[Placement | Token]) -> str:
+def tokens_text(placements: Sequence[Token]) -> str:
     """The stream field that lists a session's placements."""
     return ",".join(placement.token for placement in placements)
 

@@ -79,15 +79,9 @@ WITH inserted AS (
     INSERT INTO board_scores AS b (board, period, user_id, score, seq, op)
     SELECT board, period, user_id, score, seq, op FROM folded ORDER BY board, period, user_id
     ON CONFLICT (board, period, user_id) DO UPDATE SET
-        score = CASE b.op WHEN 's' THEN b.score + excluded.score
-                          WHEN 'h' THEN greatest(b.score, excluded.score)
-                          WHEN 'l' THEN least(b.score, excluded.score)
-                          ELSE excluded.score END,
+        score = ranker_joined(b.op, b.score, excluded.score),
         seq = greatest(b.seq, excluded.seq)
-    WHERE b.op = 's'
-       OR (b.op = 'h' AND excluded.score > b.score)
-       OR (b.op = 'l' AND excluded.score < b.score)
-       OR (b.op = 'n' AND excluded.seq > b.seq)
+    WHERE ranker_changes(b.op, b.score, b.seq, excluded.score, excluded.seq)
     RETURNING board, user_id, b.xmax = 0 AS created
 ), new_players AS (
     INSERT INTO players (user_id)
@@ -128,15 +122,9 @@ WITH claimed AS (
     SELECT %(board)s, period, user_id, score, seq, %(op)s::"char" FROM folded
     ORDER BY period, user_id
     ON CONFLICT (board, period, user_id) DO UPDATE SET
-        score = CASE b.op WHEN 's' THEN b.score + excluded.score
-                          WHEN 'h' THEN greatest(b.score, excluded.score)
-                          WHEN 'l' THEN least(b.score, excluded.score)
-                          ELSE excluded.score END,
+        score = ranker_joined(b.op, b.score, excluded.score),
         seq = greatest(b.seq, excluded.seq)
-    WHERE b.op = 's'
-       OR (b.op = 'h' AND excluded.score > b.score)
-       OR (b.op = 'l' AND excluded.score < b.score)
-       OR (b.op = 'n' AND excluded.seq > b.seq)
+    WHERE ranker_changes(b.op, b.score, b.seq, excluded.score, excluded.seq)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM merged) AS merged;

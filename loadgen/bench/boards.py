@@ -24,12 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 
+from loadgen.bench import measure
 from loadgen.bench.stack import Service, Stack
 from ranker.api.auth import new_key
 from ranker.definitions import read_boards
-from ranker.keys import Keys
 from ranker.models import Limits
 from ranker.pages import encode_cursor
 from ranker.placements import place
@@ -148,21 +147,7 @@ async def walk(url: str) -> dict[str, Any]:
 
 async def memory(settings: Settings) -> dict[str, Any]:
     """Bytes per member of the current period of each of the five boards (MEMORY USAGE)."""
-    redis = Redis.from_url(settings.redis_url)
-    keys = Keys(settings.namespace)
     boards = read_boards(FIVE_BOARDS, Limits.from_settings(settings))
     slots = ["global", f"mode:{settings.default_game_mode}"]
     slots += [p.slot for p in place(boards, datetime.now(UTC))]
-    found = {}
-    try:
-        for slot in slots:
-            members = await redis.zcard(keys.board(slot))
-            used = await redis.memory_usage(keys.board(slot), samples=0) or 0
-            found[slot] = {
-                "members": members,
-                "bytes": used,
-                "bytes_per_member": used / members if members else 0.0,
-            }
-    finally:
-        await redis.aclose()
-    return found
+    return await measure.board_memory(settings, slots)

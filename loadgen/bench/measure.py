@@ -7,6 +7,7 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -69,23 +70,33 @@ async def rebuild_floor(settings: Settings) -> dict[str, float]:
 
 
 async def memory(settings: Settings) -> dict[str, Any]:
-    """Bytes per member of each board (MEMORY USAGE, exact), and the server's total."""
+    """Bytes per member of each built-in board, and the server's total."""
+    boards = await board_memory(settings, settings.boards)
     redis = Redis.from_url(settings.redis_url)
-    keys = Keys(settings.namespace)
     try:
-        boards = {}
-        for board in settings.boards:
-            members = await redis.zcard(keys.board(board))
-            used = await redis.memory_usage(keys.board(board), samples=0) or 0
-            boards[board] = {
-                "members": members,
-                "bytes": used,
-                "bytes_per_member": used / members if members else 0.0,
-            }
         info = await redis.info("memory")
     finally:
         await redis.aclose()
     return {"boards": boards, "used_memory": info["used_memory"]}
+
+
+async def board_memory(settings: Settings, slots: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Members, bytes (MEMORY USAGE, exact) and bytes per member of each board slot."""
+    redis = Redis.from_url(settings.redis_url)
+    keys = Keys(settings.namespace)
+    found = {}
+    try:
+        for slot in slots:
+            members = await redis.zcard(keys.board(slot))
+            used = await redis.memory_usage(keys.board(slot), samples=0) or 0
+            found[slot] = {
+                "members": members,
+                "bytes": used,
+                "bytes_per_member": used / members if members else 0.0,
+            }
+    finally:
+        await redis.aclose()
+    return found
 
 
 async def naive_rank(settings: Settings, players: int, duration_s: float) -> dict[str, float]:

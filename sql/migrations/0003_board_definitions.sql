@@ -60,3 +60,20 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         WHEN 'weekly' THEN to_char(at AT TIME ZONE zone, 'IYYY-"W"IW')
         ELSE to_char(at AT TIME ZONE zone, 'YYYY-MM') END
 $$;
+
+-- How a board's op joins a new score to the one kept (s: added, h: the higher, l: the lower,
+-- n: the newer by acceptance order), and whether it changes it (an update that changes
+-- nothing is skipped: no new row version). Used by every statement that merges scores.
+CREATE FUNCTION ranker_joined(op "char", kept bigint, score bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE op WHEN 's' THEN kept + score
+                   WHEN 'h' THEN greatest(kept, score)
+                   WHEN 'l' THEN least(kept, score)
+                   ELSE score END
+$$;
+
+CREATE FUNCTION ranker_changes(op "char", kept bigint, kept_seq bigint, score bigint, seq bigint)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT op = 's' OR (op = 'h' AND score > kept) OR (op = 'l' AND score < kept)
+           OR (op = 'n' AND seq > kept_seq)
+$$;

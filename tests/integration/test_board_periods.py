@@ -6,8 +6,7 @@ PostgreSQL exactly as it did from Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +14,10 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from persistence.archive import Archive
 from persistence.verify import Verifier
 from persistence.worker import Worker
-from ranker.api.app import create_app
-from ranker.api.state import AppState
 from ranker.settings import Settings
-from tests.fixtures.ranker import ADMIN_KEY, auth_headers
+from tests.fixtures.ranker import ADMIN_KEY, api_process, auth_headers
 
 BOARDS = {
     "daily-best": {"operator": "best", "reset": "daily"},
@@ -42,21 +38,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.ms
-
-
-@asynccontextmanager
-async def service(settings: Settings, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
-    """An API process (with the archive, as ``ranker serve`` runs it) on the moved clock."""
-    archive = Archive(settings)
-    app = create_app(settings, [archive], archive)
-    async with app.router.lifespan_context(app):
-        state: AppState = app.state.ranker
-        state.ranking.wall_ms = clock
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://ranker", headers=auth_headers()
-        ) as http:
-            yield http
 
 
 async def submit(http: httpx.AsyncClient, user_id: int, score: int) -> dict[str, Any]:
@@ -81,7 +62,7 @@ async def test_sessions_land_in_the_period_of_their_acceptance_across_every_boun
 ) -> None:
     clock = Clock()
     clock.set("2026-12-27T12:00:00+00:00")
-    async with service(settings, clock) as http:
+    async with api_process(settings, clock) as http:
         for board, fields in BOARDS.items():
             created = await http.put(
                 f"/api/boards/{board}",
@@ -123,7 +104,7 @@ async def test_sessions_land_in_the_period_of_their_acceptance_across_every_boun
         clock.set("2027-01-01T23:00:00+00:00")
         await submit(http, 3, 7)
     clock.set("2027-01-03T09:00:00+00:00")  # two days later, a Sunday
-    async with service(settings, clock) as http:
+    async with api_process(settings, clock) as http:
         assert await scores(http, "daily-best", "2027-01-01") == {2: 40, 3: 7}
         assert await scores(http, "daily-best", "current") == {}
         after = await submit(http, 3, 9)
@@ -162,7 +143,7 @@ async def test_a_period_older_than_its_retention_answers_as_it_did_from_redis(
 ) -> None:
     clock = Clock()
     clock.set("2026-12-10T08:00:00+00:00")
-    async with service(settings, clock) as http:
+    async with api_process(settings, clock) as http:
         created = await http.put(
             "/api/boards/daily",
             json={"operator": "best", "order": "asc", "reset": "daily", "retain_periods": 1},

@@ -7,9 +7,8 @@ after a drain, so does ``board_scores``."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
@@ -23,9 +22,8 @@ from redis.asyncio import Redis
 
 from persistence.rebuild import Rebuild
 from persistence.worker import Worker
-from ranker.api.app import create_app
 from ranker.settings import Settings
-from tests.fixtures.ranker import ADMIN_KEY, auth_headers
+from tests.fixtures.ranker import ADMIN_KEY, api_process, auth_headers
 
 ADMIN = auth_headers(ADMIN_KEY)
 MODES = ("solo", "team")
@@ -82,18 +80,6 @@ sessions_strategy = st.lists(
     min_size=1,
     max_size=60,
 )
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on an app of ``settings``, run in process with its lifespan."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://ranker", headers=auth_headers()
-        ) as http:
-            yield http
 
 
 def model(board: Board, sessions: list[tuple[int, int, str]]) -> dict[int, int]:
@@ -190,7 +176,7 @@ async def count_and_check(
     """Create every board, submit ``sessions`` in order over HTTP (each answer's standings
     checked against the Python model), then check every board against SQL."""
     accepted: list[tuple[int, int, str]] = []
-    async with serving(settings) as http:
+    async with api_process(settings) as http:
         for board in BOARDS:
             definition = {"operator": board.operator, "order": board.order, "reset": "never"}
             put = await http.put(
@@ -287,7 +273,7 @@ async def test_last_shows_the_latest_session_when_an_earlier_one_was_better(
         (3, 10, "solo"),
         (3, 50, "solo"),
     ]
-    async with serving(settings) as http:
+    async with api_process(settings) as http:
         for board in BOARDS:
             if board.operator == "last":
                 definition = {

@@ -13,9 +13,15 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence.worker import Worker
-from ranker.api.app import create_app
 from ranker.settings import Settings
-from tests.fixtures.ranker import ADMIN_KEY, READ_KEY, Processes, auth_headers, wait_for
+from tests.fixtures.ranker import (
+    ADMIN_KEY,
+    READ_KEY,
+    Processes,
+    api_process,
+    auth_headers,
+    wait_for,
+)
 
 ADMIN = auth_headers(ADMIN_KEY)
 WEEKLY_BEST = {
@@ -42,13 +48,8 @@ async def submit(client: httpx.AsyncClient, **body: object) -> httpx.Response:
 @pytest.fixture
 async def second(settings: Settings, loaded: None) -> AsyncIterator[httpx.AsyncClient]:
     """Another API process of the deployment (its own app, catalog and Redis client)."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://ranker", headers=auth_headers()
-        ) as http:
-            yield http
+    async with api_process(settings) as http:
+        yield http
 
 
 async def test_a_board_is_created_listed_changed_and_deleted(client: httpx.AsyncClient) -> None:

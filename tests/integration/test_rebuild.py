@@ -21,6 +21,8 @@ from persistence.service import trim_leftovers
 from persistence.stream import unpersisted
 from persistence.verify import Verifier, wait_drained
 from persistence.worker import Worker
+from ranker.catalog import Catalog
+from ranker.definitions import BoardDefinition
 from ranker.dev import servers as devservers
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.models import SubmitRequest
@@ -234,6 +236,67 @@ async def test_each_case_of_the_rebuild_protocol_counts_once(
     assert (report.stream_added, report.stream_subtracted) == (1, 1)
     assert (await Verifier(settings, redis, pool).run()).ok
     assert await redis.xlen(keys.events) == 0
+
+
+async def test_the_rebuild_protocol_keeps_a_best_and_the_last_whatever_the_interleaving(
+    make_settings: Callable[..., Settings],
+    redis: Redis,
+    pool: AsyncConnectionPool,
+    loaded: None,
+) -> None:
+    # One player through every case of the protocol, on a board of each op. Re-applying an
+    # entry must not change a best, and a last must end with the latest session's score: also
+    # when an older session was left unpersisted by a stalled worker while a newer one is in S.
+    settings = make_settings(claim_idle_ms=60_000)
+    keys = Keys(settings.namespace)
+    catalog = Catalog(redis, settings)
+    for board in (
+        BoardDefinition(id="high", operator="best", order="desc"),
+        BoardDefinition(id="low", operator="best", order="asc"),
+        BoardDefinition(id="latest", operator="last"),
+    ):
+        await catalog.put(board)
+    ranking = Ranking(redis, settings, catalog=catalog)
+    worker = Worker(settings, redis, pool)
+
+    async def submit(score: int) -> None:
+        await ranking.submit(SubmitRequest(user_id=1, score=score, game_mode="solo"))
+
+    await submit(10)  # before the flag, persisted: in S
+    await worker.drain()
+    await submit(70)  # before the flag, taken by a stalled worker: not in S, applied
+    stalled = await redis.xreadgroup(WORKER_GROUP, "stalled", {keys.events: ">"}, count=10)
+    assert len(stalled[0][1]) == 1
+    await submit(5)  # before the flag, persisted: in S, and newer than the 70 for `latest`
+    await worker.drain()
+
+    async def after_flag() -> None:
+        await submit(30)  # tagged and in S: also in the delta
+        await worker.drain()
+        await submit(90)  # tagged, not persisted: in the delta only
+
+    async def before_swap() -> None:
+        await submit(40)  # after the snapshot: the delta only, persisted later
+        await worker.drain()
+
+    await Interleaved(settings, redis, pool, after_flag=after_flag, before_swap=before_swap).run()
+
+    async def scores() -> dict[str, int]:
+        found = {}
+        for slot in ("global", "high/all", "low/all", "latest/all"):
+            score = await redis.zscore(keys.board(slot), "1")
+            found[slot] = int(score) if score is not None else None
+        return found
+
+    expected = {"global": 245, "high/all": 90, "low/all": 5, "latest/all": 40}
+    assert await scores() == expected
+    await Worker(settings, redis, pool, consumer="stalled").drain()  # it wakes up at last
+    await worker.drain()
+    assert await scores() == expected  # persisting the late entry changed no board
+    assert (await Verifier(settings, redis, pool).run()).ok
+    assert await Verifier(settings, redis, pool).deep() == []
+    await Rebuild(settings, redis, pool).run()  # and from SQL alone, the same
+    assert await scores() == expected
 
 
 async def test_a_rebuild_whose_flag_expired_starts_again(
