@@ -63,18 +63,18 @@ def _serve_locally(args: argparse.Namespace, settings: Settings) -> int:
 
 def development_key(settings: Settings, root: Path) -> tuple[str, str, Path | None]:
     """A key the service will accept for writes, where it comes from, and the key file to
-    serve with: the first of ``RANKER_API_KEYS`` when set, else a write key of the key file
-    (``RANKER_API_KEY_FILE``, by default ``<root>/api-key``, made with a fresh key the first
-    time)."""
+    serve with: the first of ``RANKER_API_KEYS`` when set, else a key of the key file that
+    may write (``RANKER_API_KEY_FILE``, by default ``<root>/api-key``, made the first time with
+    a fresh admin key: on a development stack one key also tries the board definitions)."""
     if settings.api_keys:
         return settings.api_keys[0].get_secret_value(), "RANKER_API_KEYS", settings.api_key_file
     path = (settings.api_key_file or root / "api-key").resolve()
     if not path.exists():
-        write_key_file(path, new_key())
+        write_key_file(path, new_key(), Scope.ADMIN)
     entries = read_key_file(path)
     KeyRing(entries)  # a malformed key stops here, before anything starts
     for scope, key in entries:
-        if scope is Scope.WRITE:
+        if scope in (Scope.WRITE, Scope.ADMIN):
             return key, str(path), path
     raise RankerError(f"{path} holds no write key")
 
