@@ -101,22 +101,12 @@ WITH claimed AS (
     UPDATE board_definitions SET backfilled = true, updated_at = now()
     WHERE id = %(board)s AND position = %(position)s AND state = 'filling' AND NOT backfilled
     RETURNING id
-), counted AS (
-    SELECT ranker_period(%(reset)s, %(timezone)s, s.created_at) AS period,
-           s.user_id, s.score, s.accepted_seq, s.created_at, s.event_id
-    FROM game_sessions AS s, claimed
-    WHERE (%(game_mode)s::text IS NULL OR s.game_mode = %(game_mode)s)
-      AND (s.accepted_seq IS NULL OR s.accepted_seq < %(position_seq)s)
 ), folded AS (
-    SELECT period, user_id,
-           CASE %(op)s WHEN 's' THEN sum(score)::bigint
-                       WHEN 'h' THEN max(score)
-                       WHEN 'l' THEN min(score)
-                       ELSE (array_agg(score ORDER BY accepted_seq DESC NULLS LAST,
-                                                      created_at DESC, event_id DESC))[1]
-           END AS score,
-           coalesce(max(accepted_seq), 0) AS seq
-    FROM counted GROUP BY period, user_id
+    SELECT f.* FROM ranker_scores_from_log(
+        %(op)s::"char", %(reset)s::text, %(timezone)s::text, %(game_mode)s::text,
+        NULL::bigint, %(position_seq)s::bigint
+    ) AS f
+    WHERE EXISTS (SELECT 1 FROM claimed)
 ), merged AS (
     INSERT INTO board_scores AS b (board, period, user_id, score, seq, op)
     SELECT %(board)s, period, user_id, score, seq, %(op)s::"char" FROM folded
@@ -272,25 +262,12 @@ GROUP BY period ORDER BY period DESC LIMIT %(limit)s;
 -- (game mode; only the sessions after its position unless it was backfilled), periods (the
 -- local date of the acceptance in the board's time zone) and operator, full-joined with
 -- board_scores; returns up to %(limit)s (period, user_id, stored, recomputed) that disagree.
-WITH counted AS (
-    SELECT ranker_period(%(reset)s, %(timezone)s, created_at) AS period,
-           user_id, score, accepted_seq, created_at, event_id
-    FROM game_sessions
-    WHERE (%(game_mode)s::text IS NULL OR game_mode = %(game_mode)s)
-      AND (%(after_seq)s::bigint IS NULL OR accepted_seq > %(after_seq)s)
-), recomputed AS (
-    SELECT period, user_id,
-           CASE %(op)s WHEN 's' THEN sum(score)::bigint
-                       WHEN 'h' THEN max(score)
-                       WHEN 'l' THEN min(score)
-                       ELSE (array_agg(score ORDER BY accepted_seq DESC NULLS LAST,
-                                                      created_at DESC, event_id DESC))[1]
-           END AS score
-    FROM counted GROUP BY period, user_id
-)
 SELECT period, user_id, b.score AS stored, r.score AS recomputed
 FROM (SELECT period, user_id, score FROM board_scores WHERE board = %(board)s) AS b
-FULL JOIN recomputed AS r USING (period, user_id)
+FULL JOIN ranker_scores_from_log(
+    %(op)s::"char", %(reset)s::text, %(timezone)s::text, %(game_mode)s::text,
+    %(after_seq)s::bigint, NULL::bigint
+) AS r USING (period, user_id)
 WHERE b.score IS DISTINCT FROM r.score
 LIMIT %(limit)s;
 

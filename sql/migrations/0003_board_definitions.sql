@@ -77,3 +77,28 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT op = 's' OR (op = 'h' AND score > kept) OR (op = 'l' AND score < kept)
            OR (op = 'n' AND seq > kept_seq)
 $$;
+
+-- A board's scores computed from the session log alone: the sessions of its game mode (every
+-- mode: NULL) accepted after after_seq and before before_seq (NULL: no bound; a session
+-- persisted before acceptance orders were kept counts as before any), placed in their periods,
+-- folded per (period, player) by the op (the newest by acceptance order, then time and event
+-- id). For verify --deep and a backfill.
+CREATE FUNCTION ranker_scores_from_log(
+    board_op "char", board_reset text, board_zone text, board_mode text,
+    after_seq bigint, before_seq bigint
+) RETURNS TABLE (period text, user_id bigint, score bigint, seq bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT ranker_period(board_reset, board_zone, s.created_at), s.user_id,
+           CASE board_op WHEN 's' THEN sum(s.score)::bigint
+                         WHEN 'h' THEN max(s.score)
+                         WHEN 'l' THEN min(s.score)
+                         ELSE (array_agg(s.score ORDER BY s.accepted_seq DESC NULLS LAST,
+                                                          s.created_at DESC, s.event_id DESC))[1]
+           END,
+           coalesce(max(s.accepted_seq), 0)
+    FROM game_sessions AS s
+    WHERE (board_mode IS NULL OR s.game_mode = board_mode)
+      AND (after_seq IS NULL OR s.accepted_seq > after_seq)
+      AND (before_seq IS NULL OR s.accepted_seq IS NULL OR s.accepted_seq < before_seq)
+    GROUP BY 1, 2
+$$;
