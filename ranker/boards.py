@@ -1,7 +1,8 @@
-"""Board names: the one place that knows which boards exist and which a session counts on.
+"""The Redis names of the built-in boards: `global` and one per configured game mode.
 
-A namespace has the ``global`` board and one board per configured game mode, ``mode:<mode>``.
-Board names become parts of Redis keys (``keys.py``) and rows of ``board_totals``.
+A namespace has the ``global`` board and one board per configured game mode, ``mode:<mode>``
+(``keys.py``); their definitions' ids are ``global`` and ``mode-<mode>`` (``definitions.py``),
+and the boards a session counts on come from ``placements.place``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,6 @@ _BOARD = re.compile(BOARD_PATTERN)
 def of_mode(mode: str | None) -> str:
     """The board of a game mode (``None``: the global board)."""
     return GLOBAL if mode is None else f"{_MODE_PREFIX}{mode}"
-
-
-def of_session(game_mode: str) -> tuple[str, str]:
-    """The boards a session of ``game_mode`` counts on: the global board and its mode's."""
-    return (GLOBAL, of_mode(game_mode))
 
 
 def every_board(game_modes: Iterable[str]) -> tuple[str, ...]:
