@@ -4,8 +4,9 @@ A read of such a period (``ranker.api.board_routes``) asks for it here: its scor
 into a sorted set of their own (``keys.archive``) that lives ``placements.ARCHIVE_TTL_S``
 after its last read, and the period is then read like any other, with the answers it gave
 before it left.
-A past period no longer changes (sessions count in the period of their acceptance, and a period
-leaves Redis an hour after its retention ends), so a copy never goes stale.
+A past period changes only by moderation (sessions count in the period of their acceptance, and a
+period leaves Redis an hour after its retention ends): every moderation action drops the copies,
+and a copy loaded while one ran is not kept (``load``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from ranker.connections import background_redis, translate_redis_errors
 from ranker.errors import Unavailable
 from ranker.keys import Keys
 from ranker.placements import ARCHIVE_TTL_S, slot_of
+from ranker.scripts import Scripts
 from ranker.settings import Settings
+
+#: Loads of one period tried before a read answers 503 (moderation kept changing players).
+ATTEMPTS = 3
 
 
 class Archive:
@@ -56,24 +61,42 @@ class Archive:
 
     async def load(self, board: str, period: str, key: str) -> None:
         """Fill ``key`` with the period's scores (a unique loading key renamed over it: two
-        loads at once never mix); nothing when the period holds none."""
+        loads at once never mix); nothing when the period holds none.
+
+        Banned players are left out (PostgreSQL may not hold a ban yet), and a load is kept only
+        if no moderation action changed a player since it began (``archive_store.lua``): else
+        it is made again."""
         if self._redis is None:
             raise Unavailable("archived periods cannot be read while the service starts or stops")
+        for _ in range(ATTEMPTS):
+            if await self._load_once(board, period, key, self._redis):
+                return
+        raise Unavailable("players of this period kept being moderated while it loaded: retry")
+
+    async def _load_once(self, board: str, period: str, key: str, redis: Redis) -> bool:
         loading = self.keys.loading(slot_of(board, period), uuid.uuid4().hex)
+        with translate_redis_errors():
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.get(self.keys.moderation_version)
+                pipe.hgetall(self.keys.moderation)
+                version, states = await pipe.execute()
+        # Off the boards: the banned and those whose unban is not complete.
+        excluded = {int(user) for user, state in states.items() if state[:1] in (b"b", b"u")}
         with translate_db_errors():
             async with self._pool.connection() as conn, conn.transaction():
-                async with bulk_loader(self._redis) as loader:
+                async with bulk_loader(redis) as loader:
                     async for rows in repository.iter_board_scores(
                         conn, board, period, self.settings.rebuild_batch_size
                     ):
-                        await loader.zadd(loading, rows)
+                        await loader.zadd(loading, [r for r in rows if r[0] not in excluded])
         if not loader.members:
-            return
+            return True
+        keys = [loading, key, self.keys.moderation_version, self.keys.archives]
         with translate_redis_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rename(loading, key)
-                pipe.expire(key, ARCHIVE_TTL_S)
-                await pipe.execute()
+            kept = await Scripts.register(redis).archive_store(
+                keys, [(version or b"").decode(), ARCHIVE_TTL_S]
+            )
+        return bool(kept)
 
     async def periods(self, board: str, before: str | None, limit: int) -> list[tuple[str, int]]:
         with translate_db_errors():

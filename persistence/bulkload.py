@@ -23,7 +23,7 @@ WINDOW = 4
 
 
 class BulkLoader:
-    """ZADDs on one dedicated connection, up to ``window`` in flight."""
+    """ZADDs (and HSETs) on one dedicated connection, up to ``window`` in flight."""
 
     def __init__(self, connection: Any, window: int = WINDOW) -> None:
         self._connection = connection
@@ -37,6 +37,19 @@ class BulkLoader:
         for member, score in rows:
             command.append(score)
             command.append(member)
+        await self._send(command)
+
+    async def hset(self, key: str, rows: Iterable[tuple[int, str]]) -> None:
+        """Set ``(field, value)`` rows of the hash ``key`` (fields are user ids)."""
+        command: list[str | int] = ["HSET", key]
+        for field, value in rows:
+            command.append(field)
+            command.append(value)
+        await self._send(command)
+
+    async def _send(self, command: list[str | int]) -> None:
+        if len(command) == 2:
+            return  # no rows: ZADD and HSET refuse an empty list
         self.members += (len(command) - 2) // 2
         # hiredis types its argument as a 1-tuple; it takes a tuple of any length.
         packed = hiredis.pack_command(tuple(command))  # type: ignore[arg-type]

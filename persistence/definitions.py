@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
+from persistence.player_restore import restore_bans
 from ranker.catalog import Record
 from ranker.connections import translate_redis_errors
 from ranker.keys import Keys
@@ -37,8 +38,10 @@ async def stored_definitions(pool: AsyncConnectionPool) -> list[Record]:
 
 async def restore_definitions(redis: Redis, settings: Settings, pool: AsyncConnectionPool) -> bool:
     """Give Redis the definitions PostgreSQL holds if it lost its own; whether it did. From
-    then on submissions are accepted again, before the boards are loaded."""
+    then on submissions are accepted again, before the boards are loaded: the bans are given
+    back first (when Redis lost the namespace), so none of a banned player's is accepted."""
     keys = Keys(settings.namespace)
+    await restore_bans(redis, keys, pool)
     restore = [part for r in await stored_definitions(pool) for part in (r.definition.id, r.text)]
     with translate_redis_errors():
         restored = await Scripts.register(redis).restore_definitions(

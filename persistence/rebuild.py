@@ -40,7 +40,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -52,13 +52,14 @@ from persistence.binding import bound_to, pool_identity
 from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
 from persistence.definitions import restore_definitions
-from persistence.stream import generation_of, is_definition, parse_entry, trim_acknowledged
+from persistence.player_restore import load_names, names_set, reconcile_names
+from persistence.stream import generation_of, kind_of, parse_entry, trim_acknowledged
 from ranker import metrics
 from ranker.catalog import STOPPED, Catalog
 from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
-from ranker.placements import Placement, place, retained
+from ranker.placements import Placement, live_placements
 from ranker.ranking import IdempotencyRecord
 from ranker.scripts import Scripts
 from ranker.settings import Settings
@@ -69,9 +70,6 @@ ATTEMPTS = 3
 SWAP_CHUNK = 1_000
 #: How often a rebuild waiting for another one checks whether it has finished.
 BUSY_POLL_S = 0.1
-#: How far ahead a rebuild also loads the next period (submissions of it during the rebuild
-#: land in its delta, which only a period of the rebuild's is merged from).
-LOOKAHEAD = timedelta(minutes=5)
 
 
 class RebuildBusy(RankerError):
@@ -128,7 +126,7 @@ class Rebuild:
         ``RankerError`` when the swap was refused ``ATTEMPTS`` times (each outlived its flag).
         """
         started = time.perf_counter()
-        await restore_definitions(self.redis, self.settings, self.pool)
+        await restore_definitions(self.redis, self.settings, self.pool)  # and the bans
         for attempt in range(1, ATTEMPTS + 1):
             generation = uuid.uuid4().hex
             self.targets = await self._targets()
@@ -138,7 +136,13 @@ class Rebuild:
                 with translate_redis_errors():
                     swapped = await self.scripts.rebuild_swap(
                         [self.keys.rebuild_flag, self.keys.marker, *self._swap_keys()],
-                        [generation, SWAP_CHUNK, len(self.targets), *self._swap_args()],
+                        [
+                            generation,
+                            SWAP_CHUNK,
+                            len(self.targets),
+                            "1" if self.only is None else "0",
+                            *self._swap_args(),
+                        ],
                     )
             except BaseException:
                 await self._abandon(generation)
@@ -159,19 +163,12 @@ class Rebuild:
         ``LOOKAHEAD``, the next) and the retained periods of every board that counts (of
         ``only``; the deltas of the others' go to ``dropped``)."""
         records = (await self.catalog.reload()).records.values()  # restored if they were lost
-        now = datetime.now(UTC)
+        counting = [r.definition for r in records if r.state not in STOPPED]
         targets: dict[str, Placement] = {}
         others: dict[str, Placement] = {}
-        for record in records:
-            if record.state in STOPPED:
-                continue
-            board = record.definition
-            into = targets if self.only is None or board.id in self.only else others
-            instants = [now + LOOKAHEAD, now]
-            instants += [p.starts_at for p in retained(board, now)[1:] if p.starts_at]
-            for instant in instants:
-                for placement in place([board], instant):
-                    into.setdefault(placement.slot, placement)
+        for placement in live_placements(counting, datetime.now(UTC)):
+            into = targets if self.only is None or placement.board in self.only else others
+            into[placement.slot] = placement
         self.dropped = [self.keys.delta(slot) for slot in others]
         return list(targets.values())
 
@@ -179,6 +176,7 @@ class Rebuild:
         stale = [
             key for t in self.targets for key in (self.keys.temp(t.slot), self.keys.delta(t.slot))
         ]
+        stale += [self.keys.names_temp, self.keys.names_delta] if self.only is None else []
         mine = await pool_identity(self.pool)
         deadline = time.monotonic() + wait_s
         waited = False
@@ -214,12 +212,18 @@ class Rebuild:
             log.exception("could not clear the flag of abandoned rebuild %s", generation)
 
     def _swap_keys(self) -> list[str]:
+        players = [
+            self.keys.moderation,
+            self.keys.names_temp,
+            self.keys.names_delta,
+            self.keys.names,
+        ]
         loaded = [
             key
             for t in self.targets
             for key in (self.keys.temp(t.slot), self.keys.delta(t.slot), self.keys.board(t.slot))
         ]
-        return loaded + self.dropped
+        return players + loaded + self.dropped
 
     def _swap_args(self) -> list[str | int]:
         return [value for t in self.targets for value in (t.op, t.expires_at_ms)]
@@ -233,6 +237,10 @@ class Rebuild:
                 members = 0
                 for target in self.targets:
                     members += await self._load_board(conn, target, generation)
+                if self.only is None:
+                    batch = self.settings.rebuild_batch_size
+                    await load_names(conn, self.redis, self.keys, batch)
+                    await self._keep_flag(generation)
                 added, subtracted = await self._reconcile_stream(conn, generation.encode())
                 restored = await self._restore_idempotency_keys(conn)
         return members, added, subtracted, restored
@@ -293,8 +301,10 @@ class Rebuild:
             entries = [
                 (parse_entry(entry_id, f), generation_of(f) == generation)
                 for entry_id, f in page
-                if not is_definition(f)
+                if kind_of(f) is None
             ]
+            if self.only is None:
+                await reconcile_names(conn, self.redis, self.keys, names_set(page, generation))
             persisted = await repository.select_persisted_event_ids(
                 conn, [session.event_id for session, _ in entries]
             )

@@ -27,6 +27,8 @@ class Session:
     accepted_seq: int = 0
     #: The boards and periods it counted on.
     tokens: tuple[Token, ...] = ()
+    #: The display name it set, if any.
+    username: str | None = None
 
 
 async def persist_sessions(conn: AsyncConnection, rows: Iterable[Sequence[bytes]]) -> int:
@@ -34,11 +36,11 @@ async def persist_sessions(conn: AsyncConnection, rows: Iterable[Sequence[bytes]
     transaction. Returns how many were new (the others were stored before: a redelivery).
 
     Each row holds the text of event id, session id, user id, score, game mode, created
-    time (unix ms), acceptance order and placements, as the events stream carries them.
-    They are written to COPY as they are: the API admitted none that holds a tab, a newline
-    or a backslash (ids, modes, session ids and placements match strict patterns), so no
-    value needs escaping. The connection must come from
-    ``database.make_pool``, which makes its staging table.
+    time (unix ms), acceptance order, placements and name, as the events stream carries them
+    (``stream.columns_of``). They are written to COPY as they are: the API admitted none that
+    holds a tab, a newline or a backslash (ids, modes, session ids and placements match strict
+    patterns, names hold no control character), but for a name's backslashes, doubled there.
+    The connection must come from ``database.make_pool``, which makes its staging table.
     """
     async with conn.cursor() as cur:
         async with cur.copy(query("copy_staged_sessions")) as copy:
@@ -114,7 +116,7 @@ async def create_indexes(conn: AsyncConnection, definitions: Sequence[str]) -> N
 
 
 async def insert_seed_players(conn: AsyncConnection, first: int, last: int) -> None:
-    """Players ``first..last`` named ``player_<id>`` (existing ones are left alone)."""
+    """Players ``first..last`` named ``user_<id>`` (existing ones are left alone)."""
     await conn.execute(query("insert_seed_players"), {"first": first, "last": last})
 
 
@@ -240,6 +242,8 @@ class StoredDefinition:
     position: str
     state: str
     backfilled: bool
+    #: The stream entry of its latest change (for a deleted board: its deletion).
+    changed_seq: int = 0
 
 
 async def upsert_board_definition(

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from persistence.backfill import fill_boards
 from persistence.binding import Binding
 from persistence.database import pool_for
+from persistence.moderation import complete_pending
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
@@ -36,8 +37,8 @@ async def watch_boards(
     settings: Settings, redis: Redis, pool: AsyncConnectionPool, stop: asyncio.Event
 ) -> None:
     """Rebuild the boards whenever the namespace's marker is missing (Redis started empty,
-    was flushed or failed over to an empty replica), and fill the boards created with a
-    backfill, until ``stop`` is set."""
+    was flushed or failed over to an empty replica), fill the boards created with a backfill,
+    and complete the unbans and voids their callers left (they timed out), until ``stop``."""
     keys, scripts = Keys(settings.namespace), Scripts.register(redis)
     while not stop.is_set():
         try:
@@ -51,6 +52,7 @@ async def watch_boards(
             elif not running:
                 await trim_leftovers(settings, redis, keys, scripts)
                 await fill_boards(settings, redis, pool)
+                await complete_pending(settings, redis, pool)
         except RebuildBusy:
             pass
         except RankerError as exc:

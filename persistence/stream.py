@@ -32,6 +32,13 @@ def accepted_seq(entry_id: bytes | str) -> int:
 SEQ_BITS = 20
 
 
+def kind_of(fields: Fields) -> bytes | None:
+    """What an entry records other than a session (``None``): ``board`` (a change of a
+    definition, ``define.lua``), ``name`` (``set_name.lua``), ``ban``, ``unban`` or ``void``
+    (``ranker.moderation``)."""
+    return fields.get(b"k")
+
+
 def is_definition(fields: Fields) -> bool:
     """Whether an entry records a change of a board definition (``define.lua``), not a session."""
     return fields.get(b"k") == b"board"
@@ -49,6 +56,7 @@ def parse_entry(entry_id: bytes, fields: Fields) -> Session:
         created_ms=int(fields[b"t"]),
         accepted_seq=accepted_seq(entry_id),
         tokens=tuple(parse_tokens(fields.get(b"b"), mode)),
+        username=fields[b"n"].decode() if b"n" in fields else None,
     )
 
 
@@ -69,13 +77,23 @@ def parse_definition(entry_id: bytes, fields: Fields) -> tuple[StoredDefinition,
 
 #: The fields of an entry in the column order of ``repository.persist_sessions``.
 _COLUMNS = (b"e", b"s", b"u", b"p", b"m", b"t")
+#: COPY's text format: NULL, and the one character of a name that needs escaping (names hold
+#: no control character: no tab, newline or carriage return).
+_NULL, _BACKSLASH = b"\\N", b"\\"
 
 
 def columns_of(entry_id: bytes, fields: Fields) -> tuple[bytes, ...]:
     """A session entry's values as ``persist_sessions`` takes them, without decoding them
     (an entry from before board definitions has no placements: those it counted on then)."""
     placed = fields.get(b"b") or tokens_text(legacy_tokens(fields[b"m"].decode())).encode()
-    return (*(fields[name] for name in _COLUMNS), str(accepted_seq(entry_id)).encode(), placed)
+    name = fields.get(b"n")
+    named = _NULL if name is None else name.replace(_BACKSLASH, _BACKSLASH * 2)
+    return (
+        *(fields[name] for name in _COLUMNS),
+        str(accepted_seq(entry_id)).encode(),
+        placed,
+        named,
+    )
 
 
 def generation_of(fields: Fields) -> bytes | None:

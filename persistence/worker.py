@@ -25,16 +25,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from persistence.binding import Binding, BoundElsewhere
 from persistence.database import translate_db_errors
-from persistence.repository import persist_definition, persist_sessions
-from persistence.stream import (
-    StreamEntry,
-    columns_of,
-    ensure_group,
-    is_definition,
-    lag_s,
-    parse_definition,
-    unpersisted,
-)
+from persistence.moderation import persist_action
+from persistence.repository import persist_sessions
+from persistence.stream import StreamEntry, columns_of, ensure_group, kind_of, lag_s, unpersisted
 from ranker import metrics
 from ranker.connections import translate_redis_errors
 from ranker.errors import DatabaseError, RedisUnavailable
@@ -187,7 +180,8 @@ class Worker:
 
     async def _persist(self, entries: Sequence[StreamEntry]) -> None:
         """Persist a batch in one transaction, in stream order: the sessions between two
-        changes of a definition as one statement, each change where it stands."""
+        other entries (changes of a definition, names, admin actions) as one statement, each
+        other entry where it stands."""
         started = time.perf_counter()
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
@@ -196,13 +190,13 @@ class Worker:
                 for entry_id, fields in entries:
                     if not fields:
                         continue  # deleted from the stream after it was read: persisted
-                    if not is_definition(fields):
+                    if kind_of(fields) is None:
                         rows.append(columns_of(entry_id, fields))
                         continue
                     if rows:
                         added += await persist_sessions(conn, rows)
                         rows = []
-                    await persist_definition(conn, *parse_definition(entry_id, fields))
+                    await persist_action(conn, self.settings.game_modes, entry_id, fields)
                 if rows:
                     added += await persist_sessions(conn, rows)
         metrics.commit_duration.observe(time.perf_counter() - started)

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ValidationError
@@ -31,7 +31,7 @@ from ranker.definitions import BoardDefinition, builtin_boards, immutable_change
 from ranker.errors import ConfigurationError, Conflict, NotFound, NotReady, RankerError
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.models import FieldError
-from ranker.placements import retained, slot_of
+from ranker.placements import LOOKAHEAD, retained, slot_of
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -42,9 +42,6 @@ REFRESH_S = 0.5
 BUILT_IN = "0-0"
 #: How often a change is tried again when another one got in between.
 ATTEMPTS = 5
-#: How far past the current period a purge also clears (an API process whose clock runs
-#: ahead may have opened the next one).
-LOOKAHEAD = timedelta(minutes=5)
 
 State = Literal["live", "filling", "deleted", "purged"]
 STATES: tuple[State, ...] = ("live", "filling", "deleted", "purged")
@@ -173,9 +170,12 @@ class Catalog:
                 records[record.definition.id] = record
         return Snapshot(version.decode() if version is not None else None, records)
 
-    async def put(self, definition: BoardDefinition, backfill: bool = False) -> tuple[Record, bool]:
+    async def put(
+        self, definition: BoardDefinition, backfill: bool = False, actor: str = ""
+    ) -> tuple[Record, bool]:
         """Create ``definition``, or change its title and retained periods; returns the record
-        and whether it was created. ``Conflict`` for a built-in board, a fixed field changed or
+        and whether it was created. ``actor``: who asks (an API key's id), for the audit log.
+        ``Conflict`` for a built-in board, a fixed field changed or
         a deleted board's id (its periods are kept until it is purged)."""
         if reserved(definition.id):
             raise Conflict(f"board {definition.id!r} is built in: it cannot be changed")
@@ -202,7 +202,7 @@ class Catalog:
                         [FieldError(field=name, message="fixed at creation") for name in changed],
                     )
                 record = Record(definition, current.position, current.state)
-            done, written = await self._write(definition.id, current, record)
+            done, written = await self._write(definition.id, current, record, actor=actor)
             if done and written is not None:
                 return written, record.position == ""
         raise RankerError(f"board {definition.id!r} kept changing: try again")
@@ -220,7 +220,7 @@ class Catalog:
                 return
         raise RankerError(f"board {board_id!r} kept changing: try again")
 
-    async def delete(self, board_id: str, purge: bool = False) -> Record:
+    async def delete(self, board_id: str, purge: bool = False, actor: str = "") -> Record:
         """Stop counting on a board (its periods stay readable), or with ``purge`` remove it
         and, through the worker, its periods. Returns the record as it was."""
         if reserved(board_id):
@@ -239,7 +239,7 @@ class Catalog:
                 "purged" if purge else "deleted",
             )
             removed = self._period_keys(current.definition) if purge else []
-            if (await self._write(board_id, current, after, removed))[0]:
+            if (await self._write(board_id, current, after, removed, actor))[0]:
                 return current
         raise RankerError(f"board {board_id!r} kept changing: try again")
 
@@ -274,16 +274,23 @@ class Catalog:
         return False
 
     async def _write(
-        self, board_id: str, before: Record | None, after: Record, removed: Sequence[str] = ()
+        self,
+        board_id: str,
+        before: Record | None,
+        after: Record,
+        removed: Sequence[str] = (),
+        actor: str = "",
     ) -> tuple[bool, Record | None]:
         """Compare and set one record: whether it was set (not when another change got in
-        first), and the record as stored (with its position)."""
+        first), and the record as stored (with its position). ``actor``: the key id the audit
+        log names ("": not an admin action, such as the end of a backfill)."""
         args = [
             board_id,
             before.text if before else "",
             after.body,
             after.position,
             uuid.uuid4().hex,
+            actor,
         ]
         keys = [
             self.keys.definitions,
@@ -303,6 +310,10 @@ class Catalog:
             return False, None
         self._snapshot = None  # this process sees its own change at once
         return True, Record.parse(text)
+
+
+#: Who the audit log names for the changes a boards file made.
+BOARDS_FILE_ACTOR = "boards-file"
 
 
 def _entry_key(entry_id: str) -> tuple[int, int]:
@@ -331,6 +342,6 @@ async def apply_boards(catalog: Catalog, wanted: Sequence[BoardDefinition]) -> l
                 )
             if current.definition == definition:
                 continue
-        _, created = await catalog.put(definition)
+        _, created = await catalog.put(definition, actor=BOARDS_FILE_ACTOR)
         changes.append(f"{'created' if created else 'updated'} board {definition.id}")
     return changes

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ranker.boards import GLOBAL
-from ranker.models import Limits, known_game_mode, whole_number
+from ranker.models import Limits, excluding_class, known_game_mode, whole_number
 from ranker.periods import Reset
 
 #: What a board id may look like (it becomes part of Redis keys and SQL rows).
@@ -54,25 +54,8 @@ def time_zones() -> list[str]:
 @cache
 def title_pattern() -> str:
     """A regular expression of the titles ``_printable`` takes (for the OpenAPI document):
-    none of the ``UNPRINTABLE`` code points, as ranges."""
-    ranges: list[tuple[int, int]] = []
-    for point in range(0x110000):
-        # Surrogates aside: no regex engine of ECMA-262's kind takes them in a class, and a
-        # JSON string cannot carry one unpaired (the body's parser refuses it).
-        if unicodedata.category(chr(point)) in UNPRINTABLE - {"Cs"}:
-            if ranges and ranges[-1][1] == point - 1:
-                ranges[-1] = (ranges[-1][0], point)
-            else:
-                ranges.append((point, point))
-
-    def escaped(point: int) -> str:
-        # Beyond the BMP the character itself: ECMA-262 and Python spell its escape apart.
-        return f"\\u{point:04x}" if point < 0x10000 else chr(point)
-
-    body = "".join(
-        escaped(low) if low == high else f"{escaped(low)}-{escaped(high)}" for low, high in ranges
-    )
-    return f"^[^{body}]*$"
+    none of the ``UNPRINTABLE`` code points."""
+    return f"^{excluding_class(UNPRINTABLE)}*$"
 
 
 class BoardDefinition(BaseModel):

@@ -82,6 +82,14 @@ class TooManyRequests(RankerError):
         }
 
 
+class PlayerBanned(RankerError):
+    """A submission for a banned player: nothing of it is stored."""
+
+    status = 403
+    title = "Player banned"
+    errors = (FieldError(field="user_id", message="this player is banned"),)
+
+
 class SessionConflict(RankerError):
     """A session id already accepted with other data (player, score or game mode): nothing is
     stored; a true retry repeats the session exactly and is answered as a duplicate."""

@@ -133,6 +133,40 @@ class Keys:
         return f"{self._base}:database"
 
     @property
+    def names(self) -> str:
+        """Players' display names (hash: user id -> name), read with every page."""
+        return f"{self._base}:names"
+
+    @property
+    def names_temp(self) -> str:
+        """The names a rebuild loads before renaming them over ``names``."""
+        return f"{self._base}:temp:names"
+
+    @property
+    def names_delta(self) -> str:
+        """Names set while a rebuild runs, written over its loaded ones at the swap."""
+        return f"{self._base}:delta:names"
+
+    @property
+    def moderation(self) -> str:
+        """Players under moderation (hash: user id -> state): ``b`` banned; ``u <token>
+        <entry id>`` an unban, ``v <token> <entry id>`` a void, whose boards are being
+        recomputed (submissions for the player wait). Absent: neither (docs/design.md,
+        "Players and moderation")."""
+        return f"{self._base}:moderation"
+
+    @property
+    def moderation_version(self) -> str:
+        """A counter every moderation change bumps: an archived copy loaded before it is
+        stale and is not kept."""
+        return f"{self._base}:moderation:version"
+
+    @property
+    def archives(self) -> str:
+        """The archive keys loaded (set): moderation drops them all when a player changes."""
+        return f"{self._base}:archives"
+
+    @property
     def rate_limits(self) -> str:
         """The prefix of the rate limiter's counters (the ``limits`` library names the rest:
         ``<prefix>:<kind>/<caller>/...``)."""

@@ -6,7 +6,9 @@ are settings (score bounds, game modes) are passed as the validation context, se
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -20,6 +22,75 @@ USER_ID_MAX = 2**63 - 1
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 UserId = Annotated[int, Field(ge=1, le=USER_ID_MAX, description="A player, 1 .. 2**63-1.")]
+#: Display names, in characters (code points) after NFKC normalisation and trimming.
+USERNAME_MAX = 32
+#: Unicode categories a name may not hold: control, format, private use, surrogates, and the
+#: line and paragraph separators (a name is one line).
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
+
+
+@cache
+def excluding_class(categories: frozenset[str]) -> str:
+    """A regular-expression class of every code point outside these Unicode categories, as
+    ranges (for the OpenAPI document's patterns). Surrogates are left out of it whatever the
+    categories: no regex engine of ECMA-262's kind takes them in a class, and a JSON string
+    cannot carry one unpaired (the body's parser refuses it)."""
+    ranges: list[tuple[int, int]] = []
+    for point in range(0x110000):
+        if unicodedata.category(chr(point)) in categories - {"Cs"}:
+            if ranges and ranges[-1][1] == point - 1:
+                ranges[-1] = (ranges[-1][0], point)
+            else:
+                ranges.append((point, point))
+
+    def escaped(point: int) -> str:
+        # Beyond the BMP the character itself: ECMA-262 and Python spell its escape apart.
+        return f"\\u{point:04x}" if point < 0x10000 else chr(point)
+
+    body = "".join(
+        escaped(low) if low == high else f"{escaped(low)}-{escaped(high)}" for low, high in ranges
+    )
+    return f"[^{body}]"
+
+
+@cache
+def username_pattern() -> str:
+    """A regular expression of the names ``normal_username`` takes (for the OpenAPI document):
+    spaces around 1 to ``USERNAME_MAX`` characters that start and end with another, none of
+    ``REFUSED_CATEGORIES``. (What NFKC changes is not spelled out: a few compatibility
+    characters normalise to longer text.)"""
+    allowed = excluding_class(frozenset(REFUSED_CATEGORIES))
+    visible = allowed[:-1] + "\\s]"
+    return f"^\\s*{visible}({allowed}{{0,{USERNAME_MAX - 2}}}{visible})?\\s*$"
+
+
+def normal_username(value: object) -> object:
+    """A display name as stored: NFKC-normalised and trimmed, 1 to ``USERNAME_MAX``
+    characters, none of ``REFUSED_CATEGORIES`` (``ValueError`` saying which rule it breaks).
+    Anything but a string is left for the strict check to refuse. Names need not be unique."""
+    if not isinstance(value, str):
+        return value
+    name = unicodedata.normalize("NFKC", value).strip()
+    if not name:
+        raise ValueError("must hold at least one character besides spaces")
+    if len(name) > USERNAME_MAX:
+        raise ValueError(f"at most {USERNAME_MAX} characters (after NFKC normalisation)")
+    for char in name:
+        if unicodedata.category(char) in REFUSED_CATEGORIES:
+            raise ValueError(
+                f"may not hold U+{ord(char):04X} (control, format, private-use or "
+                "line-separator characters)"
+            )
+    return name
+
+
+Username = Annotated[
+    str,
+    Field(
+        description="A display name: 1 to 32 characters after NFKC normalisation and trimming; "
+        "no control, format or private-use characters. Names need not be unique.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +122,14 @@ class SubmitRequest(BaseModel):
         description="Idempotency key: a retry with the same id within RANKER_IDEMPOTENCY_TTL_S "
         "is not counted again. Made by the service when absent.",
     )
+    username: Username | None = Field(
+        default=None, description="Sets (or changes) the player's display name."
+    )
+
+    @field_validator("username", mode="before")
+    @classmethod
+    def _normal_username(cls, value: object) -> object:
+        return normal_username(value)
 
     @field_validator("user_id", "score", mode="before")
     @classmethod
@@ -120,6 +199,7 @@ class Standing(BaseModel):
     user_id: int
     total_score: int
     rank: int = Field(description="1 + the number of players with a strictly greater total.")
+    username: str | None = Field(default=None, description="The display name; null if unknown.")
 
 
 class Entry(BaseModel):
@@ -128,6 +208,7 @@ class Entry(BaseModel):
     rank: int
     user_id: int
     total_score: int
+    username: str | None = Field(default=None, description="The display name; null if unknown.")
 
 
 class FieldError(BaseModel):
@@ -153,6 +234,7 @@ class BoardEntry(BaseModel):
     rank: int
     user_id: int
     score: int
+    username: str | None = Field(default=None, description="The display name; null if unknown.")
 
 
 class BoardPage(BaseModel):
@@ -176,6 +258,7 @@ class BoardPlayer(BaseModel):
     members: int
     percentile: float = Field(description="100 * (members - rank) / members, two decimals.")
     period: str
+    username: str | None = Field(default=None, description="The display name; null if unknown.")
 
 
 class LookupRequest(BaseModel):

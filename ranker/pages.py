@@ -28,7 +28,7 @@ from ranker.definitions import Order
 from ranker.errors import InvalidInput, NotFound, NotReady
 from ranker.keys import Keys
 from ranker.models import BoardEntry, BoardPage, BoardPlayer, FieldError, LookupResponse
-from ranker.ranking import ranked, to_int
+from ranker.ranking import name_of, ranked, to_int
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -92,10 +92,12 @@ def decode_cursor(cursor: str, board: str, period: str) -> int:
     return int(offset)
 
 
-def _board_entries(flat: Sequence[bytes], first_rank: int, first_position: int) -> list[BoardEntry]:
+def _board_entries(
+    flat: Sequence[bytes], first_rank: int, first_position: int, names: Sequence[bytes | None]
+) -> list[BoardEntry]:
     return [
-        BoardEntry(rank=e.rank, user_id=e.user_id, score=e.total_score)
-        for e in ranked(flat, first_rank, first_position)
+        BoardEntry(rank=e.rank, user_id=e.user_id, score=e.total_score, username=e.username)
+        for e in ranked(flat, first_rank, first_position, names)
     ]
 
 
@@ -134,11 +136,11 @@ class Pages:
         _positive("limit", limit)
         offset = 0 if cursor is None else decode_cursor(cursor, board, period)
         with translate_redis_errors():
-            ready, members, first_rank, flat = await self.scripts.board_top(
-                [self.keys.marker, key], [order, offset, limit]
+            ready, members, first_rank, flat, names = await self.scripts.board_top(
+                [self.keys.marker, key, self.keys.names], [order, offset, limit]
             )
         self._check_ready(ready)
-        entries = _board_entries(flat, int(first_rank), offset)
+        entries = _board_entries(flat, int(first_rank), offset, names)
         after = offset + len(entries)
         more = bool(entries) and after < int(members)
         return BoardPage(
@@ -155,8 +157,8 @@ class Pages:
         """A player's score, rank and percentile, ``100 * (members - rank) / members`` to two
         decimals (0 for the last or only player); ``NotFound`` when absent."""
         with translate_redis_errors():
-            ready, members, score, rank = await self.scripts.board_player(
-                [self.keys.marker, key], [order, user_id]
+            ready, members, score, rank, name = await self.scripts.board_player(
+                [self.keys.marker, key, self.keys.names], [order, user_id]
             )
         self._check_ready(ready)
         if score is None:
@@ -169,6 +171,7 @@ class Pages:
             members=count,
             percentile=round(100 * (count - place) / count, 2),
             period=period,
+            username=name_of(name),
         )
 
     async def around(
@@ -183,8 +186,8 @@ class Pages:
         """
         _positive("limit", limit)
         with translate_redis_errors():
-            ready, members, found, first_rank, start, flat = await self.scripts.board_around(
-                [self.keys.marker, key], [order, user_id, limit]
+            ready, members, found, first_rank, start, flat, names = await self.scripts.board_around(
+                [self.keys.marker, key, self.keys.names], [order, user_id, limit]
             )
         self._check_ready(ready)
         if not found:
@@ -193,7 +196,7 @@ class Pages:
             board=board,
             period=period,
             members=int(members),
-            entries=_board_entries(flat, int(first_rank), int(start)),
+            entries=_board_entries(flat, int(first_rank), int(start), names),
         )
 
     async def lookup(
@@ -203,12 +206,17 @@ class Pages:
         those that are not, in request order; a player asked for twice counts once."""
         wanted = list(dict.fromkeys(user_ids))
         with translate_redis_errors():
-            ready, members, flat = await self.scripts.board_lookup(
-                [self.keys.marker, key], [order, *wanted]
+            ready, members, flat, names = await self.scripts.board_lookup(
+                [self.keys.marker, key, self.keys.names], [order, *wanted]
             )
         self._check_ready(ready)
         entries = [
-            BoardEntry(user_id=int(flat[i]), score=to_int(flat[i + 1]), rank=int(flat[i + 2]))
+            BoardEntry(
+                user_id=int(flat[i]),
+                score=to_int(flat[i + 1]),
+                rank=int(flat[i + 2]),
+                username=name_of(names[i // 3]),
+            )
             for i in range(0, len(flat), 3)
         ]
         # Board order: ties as Redis orders them, by member text (user ids compare as strings,

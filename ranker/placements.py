@@ -40,6 +40,9 @@ RETENTION_GRACE = timedelta(hours=1)
 #: How long a past period reloaded from PostgreSQL (once it left Redis) stays in Redis after
 #: its last read.
 ARCHIVE_TTL_S = 600
+#: How far ahead of its clock a process may place sessions in a board's next period (and a
+#: rebuild loads it).
+LOOKAHEAD = timedelta(minutes=5)
 
 
 def op_of(board: BoardDefinition) -> str:
@@ -100,6 +103,20 @@ def place(definitions: Iterable[BoardDefinition], instant: datetime) -> list[Pla
         expires = expiry_ms(board.reset, board.timezone, board.retain_periods, period)
         placed.append(Placement(board.id, period.id, op_of(board), board.order, expires))
     return placed
+
+
+def live_placements(definitions: Iterable[BoardDefinition], instant: datetime) -> list[Placement]:
+    """Every period of ``definitions`` that Redis may hold live at ``instant``, one placement
+    each: the current one, the next when it begins within ``LOOKAHEAD`` (a clock running
+    ahead places sessions there), and the retained ones."""
+    found: dict[str, Placement] = {}
+    for board in definitions:
+        instants = [instant + LOOKAHEAD, instant]
+        instants += [p.starts_at for p in retained(board, instant)[1:] if p.starts_at]
+        for at in instants:
+            for placement in place([board], at):
+                found.setdefault(placement.slot, placement)
+    return list(found.values())
 
 
 def period_of(board: BoardDefinition, instant: datetime) -> Period:

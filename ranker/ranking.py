@@ -20,7 +20,14 @@ from ranker import boards
 from ranker.boards import GLOBAL
 from ranker.catalog import Catalog
 from ranker.connections import translate_redis_errors
-from ranker.errors import BacklogFull, NotFound, NotReady, RedisMemoryFull, SessionConflict
+from ranker.errors import (
+    BacklogFull,
+    NotFound,
+    NotReady,
+    PlayerBanned,
+    RedisMemoryFull,
+    SessionConflict,
+)
 from ranker.keys import Keys
 from ranker.memory import RedisMemory
 from ranker.models import BoardStanding, Entry, Standing, SubmitRequest, SubmitResponse
@@ -103,8 +110,19 @@ def to_int(raw: bytes | str | int | float) -> int:
         return int(float(raw))
 
 
-def ranked(flat: Sequence[bytes], first_rank: int = 1, first_position: int = 0) -> list[Entry]:
-    """Entries from a flat ``member, score, ...`` reply ordered best first.
+def name_of(raw: bytes | None) -> str | None:
+    """A display name as Redis returns it (``None``: the player has none)."""
+    return None if raw is None else raw.decode()
+
+
+def ranked(
+    flat: Sequence[bytes],
+    first_rank: int = 1,
+    first_position: int = 0,
+    names: Sequence[bytes | None] = (),
+) -> list[Entry]:
+    """Entries from a flat ``member, score, ...`` reply ordered best first, named by ``names``
+    (one per entry, ``None`` for a player without a name; none at all: no names).
 
     The first member has rank ``first_rank`` and 0-based board position ``first_position``
     (they differ when it ties with members above the slice). Each next member shares the
@@ -118,7 +136,10 @@ def ranked(flat: Sequence[bytes], first_rank: int = 1, first_position: int = 0) 
         total = to_int(flat[offset + 1])
         if previous is not None and total != previous:
             rank = first_position + offset // 2 + 1
-        entries.append(Entry(rank=rank, user_id=int(flat[offset]), total_score=total))
+        name = name_of(names[offset // 2]) if names else None
+        entries.append(
+            Entry(rank=rank, user_id=int(flat[offset]), total_score=total, username=name)
+        )
         previous = total
     return entries
 
@@ -175,6 +196,9 @@ class Ranking:
                 self.keys.rebuild_flag,
                 self.keys.marker,
                 self.keys.definitions_version,
+                self.keys.moderation,
+                self.keys.names,
+                self.keys.names_delta,
                 *(self.keys.board(p.slot) for p in placements),
                 *(self.keys.delta(p.slot) for p in placements),
             ]
@@ -191,6 +215,7 @@ class Ranking:
                 "1" if pressure else "0",
                 snapshot.version or "",
                 tokens_text(placements),
+                request.username or "",
             ]
             for p in placements:
                 args += [p.op, p.order, p.expires_at_ms]
@@ -202,6 +227,14 @@ class Ranking:
             snapshot = await self.catalog.reload()
         else:
             raise NotReady("the boards kept changing; retry", self.settings.retry_after_s)
+        if status == b"banned":
+            raise PlayerBanned(f"player {request.user_id} is banned: nothing was stored")
+        if status == b"held":
+            raise NotReady(
+                f"player {request.user_id}'s boards are being recomputed by a moderation "
+                "action; retry shortly",
+                self.settings.retry_after_s,
+            )
         if status == b"unloaded":
             raise NotReady(
                 "the leaderboard lost its boards and waits for their rebuild; retry shortly",
@@ -252,33 +285,35 @@ class Ranking:
 
     async def rank(self, user_id: int, mode: str | None = None) -> Standing:
         """A player's total and rank; ``NotFound`` when the player has no score on the board."""
-        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]
+        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
-            ready, total, rank = await self.scripts.rank(keys, [user_id])
+            ready, total, rank, name = await self.scripts.rank(keys, [user_id])
         self._check_ready(ready)
         if total is None:
             raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
-        return Standing(user_id=user_id, total_score=to_int(total), rank=int(rank))
+        return Standing(
+            user_id=user_id, total_score=to_int(total), rank=int(rank), username=name_of(name)
+        )
 
     async def top(self, limit: int, mode: str | None = None) -> list[Entry]:
         """The ``limit`` best players of a board, best first (ties share a rank)."""
-        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]
+        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
-            ready, flat = await self.scripts.top(keys, [limit])
+            ready, flat, names = await self.scripts.top(keys, [limit])
         self._check_ready(ready)
-        return ranked(flat)
+        return ranked(flat, names=names)
 
     async def around(self, user_id: int, side: int, mode: str | None = None) -> list[Entry]:
         """The player and up to ``side`` players above and below; ``NotFound`` if absent."""
-        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode))]
+        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
-            ready, first_rank, first_position, flat = await self.scripts.around(
+            ready, first_rank, first_position, flat, names = await self.scripts.around(
                 keys, [user_id, side]
             )
         self._check_ready(ready)
         if first_rank is None:
             raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
-        return ranked(flat, int(first_rank), int(first_position))
+        return ranked(flat, int(first_rank), int(first_position), names)
 
     async def members(self, names: Sequence[str]) -> list[int]:
         """How many players each of the boards ``names`` holds, in one round trip."""

@@ -31,6 +31,12 @@ NAMES = (
     "board_player",
     "board_around",
     "board_lookup",
+    "set_name",
+    "ban",
+    "unban",
+    "void",
+    "moderation_finish",
+    "archive_store",
 )
 
 
@@ -65,6 +71,12 @@ class Scripts:
     board_player: AsyncScript
     board_around: AsyncScript
     board_lookup: AsyncScript
+    set_name: AsyncScript
+    ban: AsyncScript
+    unban: AsyncScript
+    void: AsyncScript
+    moderation_finish: AsyncScript
+    archive_store: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

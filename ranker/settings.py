@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After of 503 answers (rebuilding, backlog full)."
     )
+    moderation_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a ban, unban or void waits for the worker before it answers 202 "
+        "(it then completes by itself).",
+    )
     heartbeat_file: Path | None = Field(
         default=None,
         description="A file the worker touches every second (`ranker healthcheck` reads it).",

@@ -21,7 +21,8 @@ INSERT INTO ranker_migrations (version, name) VALUES (%(version)s, %(name)s);
 
 -- name: create_staged_sessions
 -- A per-connection staging table: a batch is copied in, then persist_staged_sessions moves it.
--- boards lists where Redis counted the session, "<board>:<period>:<op>" comma-separated.
+-- boards lists where Redis counted the session, "<board>:<period>:<op>" comma-separated;
+-- username the name it set (NULL: none).
 CREATE TEMP TABLE IF NOT EXISTS staged_sessions (
     event_id      uuid NOT NULL,
     session_id    text NOT NULL,
@@ -30,12 +31,13 @@ CREATE TEMP TABLE IF NOT EXISTS staged_sessions (
     game_mode     text NOT NULL,
     created_ms    bigint NOT NULL,
     accepted_seq  bigint NOT NULL,
-    boards        text NOT NULL
+    boards        text NOT NULL,
+    username      text
 ) ON COMMIT DELETE ROWS;
 
 -- name: copy_staged_sessions
 -- Text format, as the stream holds the values (created_ms: unix milliseconds).
-COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_ms, accepted_seq, boards)
+COPY staged_sessions (event_id, session_id, user_id, score, game_mode, created_ms, accepted_seq, boards, username)
 FROM STDIN;
 
 -- name: persist_staged_sessions
@@ -46,22 +48,29 @@ FROM STDIN;
 -- update that changes nothing (a best not beaten, an older last) is skipped. Rows are upserted
 -- in key order so that two workers committing at once take row locks in the same order (no
 -- deadlock). Sessions of a board purged after them (committed late by another worker) are not
--- counted. A player row is made only for a user whose global row was created by this
--- statement (xmax is 0 on a row version an INSERT made), so players already known cost no
--- lookup. Returns the number of sessions that were new.
+-- counted there; sessions of a player banned after them (the same) are stored voided by that
+-- ban and counted nowhere (bans holds only the players banned now: a tiny join). A player row
+-- is made for a user whose global row was created by this statement (xmax is 0 on a row
+-- version an INSERT made), so players already known cost no lookup, and for every name set
+-- (the newest of the batch, kept only over an older one). Returns the number of sessions that
+-- were new.
 WITH inserted AS (
-    INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at, accepted_seq)
-    SELECT event_id, session_id, user_id, score, game_mode, to_timestamp(created_ms / 1000.0),
-           accepted_seq
-    FROM staged_sessions
+    INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at,
+                               accepted_seq, voided_at, voided_by, void_reason, voided_by_ban)
+    SELECT s.event_id, s.session_id, s.user_id, s.score, s.game_mode,
+           to_timestamp(s.created_ms / 1000.0), s.accepted_seq,
+           b.banned_at, b.banned_by, b.reason, b.user_id IS NOT NULL
+    FROM staged_sessions AS s
+    LEFT JOIN bans AS b ON b.user_id = s.user_id AND b.banned_seq > s.accepted_seq
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, user_id, score, accepted_seq
+    RETURNING event_id, user_id, score, accepted_seq, voided_by_ban
 ), placed AS (
     SELECT split_part(token, ':', 1) AS board, split_part(token, ':', 2) AS period,
            split_part(token, ':', 3)::"char" AS op, i.user_id, i.score, i.accepted_seq
     FROM inserted AS i
     JOIN staged_sessions AS s USING (event_id)
     CROSS JOIN LATERAL unnest(string_to_array(s.boards, ',')) AS token
+    WHERE NOT i.voided_by_ban
 ), folded AS (
     SELECT board, period, user_id, op,
            CASE op WHEN 's' THEN sum(score)::bigint
@@ -83,10 +92,19 @@ WITH inserted AS (
         seq = greatest(b.seq, excluded.seq)
     WHERE ranker_changes(b.op, b.score, b.seq, excluded.score, excluded.seq)
     RETURNING board, user_id, b.xmax = 0 AS created
+), named AS (
+    SELECT DISTINCT ON (user_id) user_id, username, accepted_seq
+    FROM staged_sessions WHERE username IS NOT NULL
+    ORDER BY user_id, accepted_seq DESC
 ), new_players AS (
-    INSERT INTO players (user_id)
-    SELECT user_id FROM scores WHERE created AND board = 'global' ORDER BY user_id
-    ON CONFLICT (user_id) DO NOTHING
+    INSERT INTO players AS p (user_id, username, name_seq)
+    SELECT user_id, username, accepted_seq FROM named
+    UNION ALL
+    SELECT user_id, NULL::text, 0 FROM scores
+    WHERE created AND board = 'global' AND user_id NOT IN (SELECT user_id FROM named)
+    ORDER BY 1
+    ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, name_seq = excluded.name_seq
+    WHERE excluded.username IS NOT NULL AND p.name_seq < excluded.name_seq
 )
 SELECT count(*) AS sessions_added FROM inserted;
 
@@ -144,7 +162,7 @@ DELETE FROM board_scores WHERE board = %(board)s;
 
 -- name: select_board_definitions
 -- The defined boards that still hold periods (a rebuild restores them to Redis).
-SELECT id, definition::text, position, state, backfilled
+SELECT id, definition::text, position, state, backfilled, changed_seq
 FROM board_definitions WHERE state <> 'purged' ORDER BY position_seq;
 
 -- name: insert_random_sessions
@@ -206,7 +224,7 @@ WHERE i.schemaname = current_schema() AND i.tablename = ANY(%(tables)s::text[])
 
 -- name: insert_seed_players
 INSERT INTO players (user_id, username)
-SELECT g, 'player_' || g FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+SELECT g, 'user_' || g FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 ON CONFLICT (user_id) DO NOTHING;
 
 -- name: select_board_scores
@@ -293,3 +311,139 @@ VACUUM (ANALYZE) players, game_sessions, board_scores;
 
 -- name: checkpoint
 CHECKPOINT;
+
+-- name: upsert_player_name
+-- A name set alone (PUT /api/players/{id}), as the events stream recorded it: kept only over
+-- an older one (name_seq), so a redelivery or a late commit never undoes a newer name.
+INSERT INTO players AS p (user_id, username, name_seq)
+VALUES (%(user_id)s, %(username)s, %(seq)s)
+ON CONFLICT (user_id) DO UPDATE SET username = excluded.username, name_seq = excluded.name_seq
+WHERE p.name_seq < excluded.name_seq;
+
+-- name: insert_audit_entry
+-- One admin action, once (seq: the stream entry that recorded it). Returns a row only the
+-- first time: the caller applies the action's effects only then.
+INSERT INTO audit_log (seq, at, key_id, action, target, reason, detail)
+VALUES (%(seq)s, to_timestamp(%(at_ms)s / 1000.0), %(key_id)s, %(action)s, %(target)s,
+        %(reason)s, %(detail)s)
+ON CONFLICT (seq) DO NOTHING
+RETURNING seq;
+
+-- name: insert_ban
+-- A ban as the stream recorded it, and every session of the player accepted before it marked
+-- voided by it (a session voided alone before keeps its own marks). Sessions accepted before
+-- it that another worker commits later are voided as they are inserted (persist_staged_sessions).
+-- Returns the number of sessions it voided.
+WITH ban AS (
+    INSERT INTO bans (user_id, banned_seq, banned_at, banned_by, reason)
+    VALUES (%(user_id)s, %(seq)s, to_timestamp(%(at_ms)s / 1000.0), %(key_id)s, %(reason)s)
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING banned_at
+), voided AS (
+    UPDATE game_sessions SET voided_at = (SELECT banned_at FROM ban), voided_by = %(key_id)s,
+                             void_reason = %(reason)s, voided_by_ban = true
+    WHERE user_id = %(user_id)s AND voided_at IS NULL
+      AND (accepted_seq IS NULL OR accepted_seq < %(seq)s)
+      AND EXISTS (SELECT 1 FROM ban)
+    RETURNING 1
+)
+SELECT count(*) AS voided FROM voided;
+
+-- name: delete_ban
+-- An unban: the ban's row goes, and the sessions it voided count again (those voided alone do
+-- not). Returns the number of sessions restored.
+WITH unbanned AS (
+    DELETE FROM bans WHERE user_id = %(user_id)s RETURNING user_id
+), restored AS (
+    UPDATE game_sessions SET voided_at = NULL, voided_by = NULL, void_reason = NULL,
+                             voided_by_ban = false
+    WHERE user_id = %(user_id)s AND voided_by_ban AND EXISTS (SELECT 1 FROM unbanned)
+    RETURNING 1
+)
+SELECT count(*) AS restored FROM restored;
+
+-- name: void_session
+-- One session voided alone (one a ban voided becomes voided alone: an unban leaves it voided).
+-- Returns the session's player, or no row when it is already voided alone or unknown.
+UPDATE game_sessions SET voided_at = to_timestamp(%(at_ms)s / 1000.0), voided_by = %(key_id)s,
+                         void_reason = %(reason)s, voided_by_ban = false
+WHERE event_id = %(event_id)s AND (voided_at IS NULL OR voided_by_ban)
+RETURNING user_id;
+
+-- name: recompute_player_scores
+-- One player's rows of one board made what the session log says (ranker_scores_from_log for
+-- that player): rows upserted to the recomputed score, and the rows of periods where no
+-- counted session is left deleted (the periods the player's sessions fall in, voided ones
+-- included, read by game_sessions_user_id_idx; board_scores has no index on the player).
+-- Returns the rows changed and removed.
+WITH fresh AS (
+    SELECT f.period, f.score, f.seq FROM ranker_scores_from_log(
+        %(op)s::"char", %(reset)s::text, %(timezone)s::text, %(game_mode)s::text,
+        %(after_seq)s::bigint, %(before_seq)s::bigint, %(user_id)s::bigint
+    ) AS f
+), touched AS (
+    SELECT DISTINCT ranker_period(%(reset)s::text, %(timezone)s::text, created_at) AS period
+    FROM game_sessions WHERE user_id = %(user_id)s
+), upserted AS (
+    INSERT INTO board_scores AS b (board, period, user_id, score, seq, op)
+    SELECT %(board)s, period, %(user_id)s, score, seq, %(op)s::"char" FROM fresh ORDER BY period
+    ON CONFLICT (board, period, user_id) DO UPDATE SET score = excluded.score, seq = excluded.seq
+    WHERE (b.score, b.seq) IS DISTINCT FROM (excluded.score, excluded.seq)
+    RETURNING 1
+), removed AS (
+    DELETE FROM board_scores AS b USING touched AS t
+    WHERE b.board = %(board)s AND b.period = t.period AND b.user_id = %(user_id)s
+      AND t.period NOT IN (SELECT period FROM fresh)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upserted) AS changed, (SELECT count(*) FROM removed) AS removed;
+
+-- name: select_scores_of_player
+-- One player's scores in some periods of some boards (pairs of board and period, by primary
+-- key): what moderation writes back to Redis.
+SELECT b.board, b.period, b.score
+FROM unnest(%(boards)s::text[], %(periods)s::text[]) AS wanted (board, period)
+JOIN board_scores AS b ON b.board = wanted.board AND b.period = wanted.period
+                      AND b.user_id = %(user_id)s;
+
+-- name: select_session
+-- The newest session accepted with a session id (ids are unique within the idempotency window
+-- only), with its voiding if any.
+SELECT event_id, user_id, score, game_mode, created_at, voided_at, voided_by, void_reason,
+       voided_by_ban
+FROM game_sessions WHERE session_id = %(session_id)s
+ORDER BY accepted_seq DESC NULLS LAST, created_at DESC LIMIT 1;
+
+-- name: select_player_record
+-- What an admin sees of a player: the sessions stored, how many count, the ban if any.
+SELECT (SELECT count(*) FROM game_sessions WHERE user_id = %(user_id)s) AS sessions,
+       (SELECT count(*) FROM game_sessions
+        WHERE user_id = %(user_id)s AND voided_at IS NOT NULL) AS voided,
+       b.banned_at, b.banned_by, b.reason
+FROM (SELECT 1) AS one LEFT JOIN bans AS b ON b.user_id = %(user_id)s;
+
+-- name: select_voided_sessions
+-- A player's voided sessions, newest first (up to limit).
+SELECT session_id, event_id, score, game_mode, created_at, voided_at, voided_by, void_reason,
+       voided_by_ban
+FROM game_sessions WHERE user_id = %(user_id)s AND voided_at IS NOT NULL
+ORDER BY voided_at DESC, created_at DESC LIMIT %(limit)s;
+
+-- name: select_audit_log
+-- Admin actions newest first, older than the cursor (a seq) when one is given.
+SELECT seq, at, key_id, action, target, reason, detail::text
+FROM audit_log WHERE %(before)s::bigint IS NULL OR seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: select_bans
+-- The players banned now (a rebuild gives Redis back the bans it lost).
+SELECT user_id FROM bans;
+
+-- name: select_named_players
+-- Every player's name, for a rebuild (read through a server-side cursor).
+SELECT user_id, username, name_seq FROM players WHERE username IS NOT NULL;
+
+-- name: select_name_seqs_of_users
+-- The acceptance order of the names some players hold (a rebuild applies an unpersisted name
+-- only over an older one).
+SELECT user_id, name_seq FROM players WHERE user_id = ANY(%(user_ids)s::bigint[]);

@@ -21,11 +21,12 @@ from ranker.api.edge import RequestLimits
 from ranker.api.problems import exception_handlers
 from ranker.api.ratelimit import RateLimits
 from ranker.api.routes import routes
-from ranker.api.state import AppState, ArchivedPeriods, BackgroundService
+from ranker.api.state import AppState, ArchivedPeriods, BackgroundService, PlayerRecords
 from ranker.connections import request_redis
 from ranker.errors import ConfigurationError
 from ranker.memory import RedisMemory
 from ranker.models import Limits
+from ranker.moderation import Moderation
 from ranker.pages import Pages
 from ranker.ranking import Ranking
 from ranker.settings import Settings
@@ -51,19 +52,23 @@ def create_app(
     settings: Settings,
     background: Sequence[BackgroundService] = (),
     archive: ArchivedPeriods | None = None,
+    records: PlayerRecords | None = None,
 ) -> Starlette:
     """The ASGI app; ``background`` services run for as long as the app does; ``archive``
-    reads the periods that left Redis (without it, reads of those answer 503)."""
+    reads the periods that left Redis (without it, reads of those answer 503); ``records``
+    reads players from PostgreSQL and completes moderation (without it, moderation answers
+    503)."""
     keys = key_ring(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = request_redis(settings)
         memory = RedisMemory(redis, settings)
+        ranking = Ranking(redis, settings, memory)
         app.state.ranker = AppState(
             settings,
             redis,
-            Ranking(redis, settings, memory),
+            ranking,
             Limits.from_settings(settings),
             keys,
             RateLimits(redis, settings),
@@ -71,8 +76,11 @@ def create_app(
             SampledLog(settings.refusal_log_interval_s),
             memory,
             Pages(redis, settings),
+            # The clock is read through the ranking's: tests move it there.
+            Moderation(redis, settings, ranking.catalog, lambda: ranking.wall_ms()),
             background,
             archive,
+            records,
         )
         stop = asyncio.Event()
         # The memory watcher runs in every API process (each refuses on its own reading).

@@ -12,9 +12,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ranker.api.auth import Scope
-from ranker.api.guards import guarded, observed, printable
+from ranker.api.guards import caller_of, guarded, observed, printable
 from ranker.api.inputs import (
-    field_errors,
+    invalid,
     path_user_id,
     query_int,
     read_body,
@@ -69,7 +69,7 @@ async def put_board(request: Request) -> Response:
     definition, backfill = _parse_definition(
         await read_body(request, state.settings.max_body_bytes), board_id, state
     )
-    record, created = await state.ranking.catalog.put(definition, backfill)
+    record, created = await state.ranking.catalog.put(definition, backfill, caller_of(request))
     (board,) = await _described(state, [record])
     return JSON(board, status_code=201 if created else 200)
 
@@ -85,7 +85,7 @@ async def delete_board(request: Request) -> Response:
             "purge must be true or false", [FieldError(field="purge", message="true or false")]
         )
     board_id = _path_board_id(request)
-    await state.ranking.catalog.delete(board_id, purge=purge == "true")
+    await state.ranking.catalog.delete(board_id, purge=purge == "true", actor=caller_of(request))
     return JSON({"id": board_id, "state": "purged" if purge == "true" else "deleted"})
 
 
@@ -137,7 +137,7 @@ async def board_lookup(request: Request) -> Response:
     try:
         wanted = LookupRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid(exc) from None
     record, period = await _board_period(state, request, wanted.period)
     board = record.definition
     key = await _key(state, board, period)
@@ -282,13 +282,7 @@ def _parse_definition(body: bytes, board_id: str, state: AppState) -> tuple[Boar
     try:
         return BoardDefinition.model_validate(fields, context=state.limits), backfill
     except ValidationError as exc:
-        raise _invalid(exc) from None
-
-
-def _invalid(exc: ValidationError) -> InvalidInput:
-    errors = field_errors(exc)
-    names = ", ".join(sorted({e.field for e in errors}))
-    return InvalidInput(f"invalid field(s): {names}", errors)
+        raise invalid(exc) from None
 
 
 def board_routes() -> list[BaseRoute]:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ranker import metrics
-from ranker.api.auth import Scope
+from ranker.api.auth import Caller, Scope
 from ranker.api.ratelimit import ADDRESS
 from ranker.api.state import state_of
 from ranker.errors import InvalidInput, RankerError, Unauthorized
@@ -83,15 +83,15 @@ def _one_authorization(request: Request) -> str | None:
     return values[0] if values else None
 
 
-def _authorize(request: Request, scope: Scope, client: str) -> str:
-    """The id of the request's API key, allowed ``scope``; a client that keeps sending wrong
+def _authorize(request: Request, scope: Scope, client: str) -> Caller:
+    """The caller of the request's API key, allowed ``scope``; a client that keeps sending wrong
     keys gets 429 for a while (``RANKER_AUTH_FAILURE_LIMIT``) whatever key it sends."""
     state = state_of(request)
     try:
         state.address_limits.check_guessing(client)
         authorization = _one_authorization(request)
         try:
-            return state.keys.authorize(authorization, scope).key_id
+            return state.keys.authorize(authorization, scope)
         except Unauthorized:
             state.address_limits.failed_authentication(client)
             raise
@@ -105,6 +105,18 @@ def _authorize(request: Request, scope: Scope, client: str) -> str:
         raise
 
 
+def caller_of(request: Request) -> str:
+    """The key id of the request's caller (set by ``guarded``; "" for an anonymous read)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    return caller.key_id if caller else ""
+
+
+def is_admin(request: Request) -> bool:
+    """Whether the request brought an admin key (a public read may bring one)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    return caller is not None and caller.may(Scope.ADMIN)
+
+
 def guarded(scope: Scope) -> Callable[[Handler], Handler]:
     """Let a request through to its handler only with an API key allowing ``scope`` (for a
     read: unless reads are public) and within its caller's rate limit."""
@@ -114,7 +126,7 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
         async def wrapper(request: Request) -> Response:
             state = state_of(request)
             client = client_address(request, bool(state.settings.trusted_proxies))
-            caller: str | None = None
+            caller: Caller | None = None
             # A public read that brings a key is counted by its key, so the key is checked.
             keyed = "authorization" in request.headers
             if scope is not Scope.READ or not state.settings.public_reads or keyed:
@@ -124,7 +136,10 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
             # Changes of boards spend the write budget: there is none of their own.
             kind = Scope.READ.value if scope is Scope.READ else Scope.WRITE.value
             if state.rate_limits.limits(kind):
-                await state.rate_limits.spend(kind, caller or f"{ADDRESS}{client}")
+                await state.rate_limits.spend(
+                    kind, caller.key_id if caller else f"{ADDRESS}{client}"
+                )
+            request.state.caller = caller
             return await handler(request)
 
         return wrapper

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from ranker.api.state import AppState
 from ranker.errors import ClientGone, InvalidInput
 from ranker.models import USER_ID_MAX, FieldError, Limits, SubmitRequest
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -52,6 +55,13 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
         FieldError(field=".".join(str(part) for part in err["loc"]) or "body", message=err["msg"])
         for err in exc.errors(include_url=False)
     ]
+
+
+def invalid(exc: ValidationError) -> InvalidInput:
+    """The 422 of a body that failed its model, naming every invalid field."""
+    errors = field_errors(exc)
+    names = ", ".join(sorted({e.field for e in errors}))
+    return InvalidInput(f"invalid field(s): {names}", errors)
 
 
 class _Ambiguous(ValueError):
@@ -104,19 +114,24 @@ def refuse_ambiguous_json(body: bytes) -> None:
 def parse_submit(body: bytes, limits: Limits) -> SubmitRequest:
     """Validate a submit body: 400 for a body that is not JSON (or is ambiguous JSON), 422 for
     invalid fields."""
+    return parse_body(body, SubmitRequest, limits)
+
+
+def parse_body(body: bytes, model: type[M], context: object = None) -> M:
+    """A JSON body as ``model``: 400 naming ``body`` for one that is not JSON (or is ambiguous
+    JSON: ``refuse_ambiguous_json``; a lone surrogate escape, which no UTF-8 text holds, is not
+    JSON here), 422 naming each invalid field."""
     refuse_ambiguous_json(body)
     try:
-        return SubmitRequest.model_validate_json(body, context=limits)
+        return model.model_validate_json(body, context=context)
     except ValidationError as exc:
-        errors = field_errors(exc)
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise InvalidInput(
                 "the body is not valid JSON",
                 [FieldError(field="body", message="invalid JSON")],
                 status=400,
             ) from None
-        names = ", ".join(sorted({e.field for e in errors}))
-        raise InvalidInput(f"invalid field(s): {names}", errors) from None
+        raise invalid(exc) from None
 
 
 def bounded_int(raw: str, field: str, low: int, high: int) -> int:

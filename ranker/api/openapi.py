@@ -21,6 +21,8 @@ from ranker.api.openapi_parts import (
     sized,
     unavailable,
 )
+from ranker.api.openapi_players import MODELS as PLAYER_MODELS
+from ranker.api.openapi_players import player_paths
 from ranker.boards import NAME_PATTERN
 from ranker.definitions import Board, BoardDefinition
 from ranker.models import (
@@ -33,7 +35,9 @@ from ranker.models import (
     Standing,
     SubmitRequest,
     SubmitResponse,
+    username_pattern,
 )
+from ranker.player_models import one_line_pattern
 from ranker.settings import Settings
 
 _MODELS: tuple[type[BaseModel], ...] = (
@@ -48,6 +52,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     LookupRequest,
     LookupResponse,
     Problem,
+    *PLAYER_MODELS,
 )
 
 
@@ -101,6 +106,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     request["score"].update(minimum=settings.score_min, maximum=settings.score_max)
     request["game_mode"]["anyOf"][0].update(enum=list(settings.game_modes), pattern=NAME_PATTERN)
     schemas[BOARD_CHANGE] = board_change_schema(schemas["BoardDefinition"], settings)
+    request["username"]["anyOf"][0]["pattern"] = username_pattern()
+    schemas["NameRequest"]["properties"]["username"]["pattern"] = username_pattern()
+    schemas["BanRequest"]["properties"]["reason"]["pattern"] = one_line_pattern()
+    schemas["ModerationRequest"]["properties"]["reason"]["anyOf"][0]["pattern"] = one_line_pattern()
     return schemas
 
 
@@ -174,6 +183,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             }
         },
         **board_paths(settings),
+        **player_paths(settings),
         "/healthz": {
             "get": {
                 "summary": "Liveness",

@@ -110,6 +110,24 @@ def _read(
     }
 
 
+def _lookup(settings: Settings) -> dict[str, Any]:
+    lookup = _read(
+        "Some players (a friends list) in board order",
+        settings,
+        ["board_id"],
+        json_body(ref(LookupResponse), "Those present, and the ids absent"),
+    )
+    lookup["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": ref(LookupRequest)}},
+    }
+    lookup["responses"] |= {
+        "413": problem("The body is too large"),
+        "415": problem("The body is not application/json"),
+    }
+    return lookup
+
+
 def board_paths(settings: Settings) -> dict[str, Any]:
     """The paths of ``/api/boards``."""
     admin: dict[str, Any] = {"security": [{"apiKey": []}]}
@@ -208,20 +226,7 @@ def board_paths(settings: Settings) -> dict[str, Any]:
                 json_body(ref(BoardPage), "Centred on the player where the board allows"),
             )
         },
-        "/api/boards/{board_id}/lookup": {
-            "post": {
-                **_read(
-                    "Some players (a friends list) in board order",
-                    settings,
-                    ["board_id"],
-                    json_body(ref(LookupResponse), "Those present, and the ids absent"),
-                ),
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": ref(LookupRequest)}},
-                },
-            }
-        },
+        "/api/boards/{board_id}/lookup": {"post": _lookup(settings)},
         "/api/boards/{board_id}/periods": {
             "get": _read(
                 "The past periods of a board that hold players, newest first (100 a page)",

@@ -22,6 +22,7 @@ from ranker.api.inputs import (
     reject_unknown_query,
 )
 from ranker.api.openapi import openapi_document
+from ranker.api.player_routes import player_routes
 from ranker.api.problems import JSON
 from ranker.api.state import state_of
 from ranker.errors import (
@@ -168,6 +169,7 @@ def routes(public_metrics: bool = True) -> list[BaseRoute]:
         Route("/api/leaderboard/rank/{user_id}", rank, methods=["GET"]),
         Route("/api/leaderboard/around/{user_id}", around, methods=["GET"]),
         *board_routes(),
+        *player_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

@@ -34,6 +34,7 @@ from persistence.binding import BoundElsewhere, bound_to, claim, database_identi
 from persistence.database import pool_for, translate_db_errors
 from persistence.definitions import restore_definitions
 from persistence.migrate import migrate as apply_migrations
+from persistence.moderation import Moderator
 from persistence.rebuild import Rebuild
 from persistence.seed import seed as generate
 from persistence.service import Persistence, workers
@@ -168,10 +169,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_apply_boards_file(settings))
     if args.workers == 1:
         archive = Archive(settings)
-        background: list[BackgroundService] = [archive]
+        records = Moderator(settings)
+        background: list[BackgroundService] = [archive, records]
         if not args.no_worker:
             background.append(Persistence(settings))
-        app = create_app(settings, background, archive)
+        app = create_app(settings, background, archive, records)
         if settings.metrics_port is not None:
             metrics.serve_on_own_port(args.host, settings.metrics_port)
         server = uvicorn.Server(EdgeConfig(app, limits=limits, **options))

@@ -1,4 +1,5 @@
-"""The ``ranker`` command: serve, worker, migrate, rebuild, verify, seed, dev, healthcheck.
+"""The ``ranker`` command: serve, worker, migrate, rebuild, verify, seed, dev, healthcheck, and
+the moderation commands ban, unban and void.
 
 Every command reads its settings from the environment (``RANKER_*``), built once here and passed
 down, and exits non-zero with a one-line reason on failure: a bad option (2), bad settings (2),
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from ranker.cli import commands, dev
+from ranker.cli import commands, dev, moderate
 from ranker.errors import RankerError
 from ranker.settings import Settings
 
@@ -31,6 +32,9 @@ COMMANDS: dict[str, Command] = {
     "seed": commands.seed,
     "dev": dev.dev,
     "healthcheck": commands.healthcheck,
+    "ban": moderate.ban,
+    "unban": moderate.unban,
+    "void": moderate.void,
 }
 #: Enough for any demo or benchmark data set, and far from what a typo could ask for.
 SEED_PLAYERS_MAX = 100_000_000
@@ -126,7 +130,21 @@ def parser() -> argparse.ArgumentParser:
         default=15.0,
         help="oldest heartbeat (RANKER_HEARTBEAT_FILE) still alive; with --url, the timeout",
     )
+    _moderation_commands(sub)
     return top
+
+
+def _moderation_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    user_id = integer(1, 2**63 - 1)
+    ban = sub.add_parser("ban", help="ban a player: off every board, their sessions voided")
+    ban.add_argument("user_id", type=user_id)
+    ban.add_argument("--reason", required=True, help="kept in the audit log")
+    unban = sub.add_parser("unban", help="lift a ban: the player's sessions count again")
+    unban.add_argument("user_id", type=user_id)
+    void = sub.add_parser("void", help="void one session: it counts nowhere from now on")
+    void.add_argument("session_id")
+    for command in (unban, void):
+        command.add_argument("--reason", help="kept in the audit log and on the session")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

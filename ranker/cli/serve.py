@@ -11,6 +11,7 @@ import os
 from starlette.applications import Starlette
 
 from persistence.archive import Archive
+from persistence.moderation import Moderator
 from persistence.service import Persistence
 from ranker.api.app import create_app
 from ranker.api.state import BackgroundService
@@ -24,7 +25,8 @@ def app() -> Starlette:
     """The API, with the write-behind worker and the rebuild watchdog beside it."""
     settings = Settings()
     archive = Archive(settings)  # reads of past periods that left Redis
-    background: list[BackgroundService] = [archive]
+    records = Moderator(settings)  # players in PostgreSQL, moderation's completion
+    background: list[BackgroundService] = [archive, records]
     if not os.environ.get(NO_WORKER_ENV):
         background.append(Persistence(settings))
-    return create_app(settings, background, archive)
+    return create_app(settings, background, archive, records)

@@ -1,16 +1,28 @@
 -- board_lookup: the scores and ranks of a few players (a friends list) in one period of a board.
 --
--- KEYS[1]  namespace marker    KEYS[2] board (a period's sorted set)
+-- KEYS[1]  namespace marker    KEYS[2] board (a period's sorted set)    KEYS[3] names (hash)
 -- ARGV[1]  order: desc (highest first) or asc (lowest first)
 -- ARGV[2..] user ids (the caller removes duplicates)
 --
--- Returns {ready, members, entries}: members is the board's ZCARD; entries the flat user id,
--- score, rank list of the players on the board, in request order (the caller sorts them into
+-- Returns {ready, members, entries, names}: members is the board's ZCARD; entries the flat user
+-- id, score, rank list of the players on the board, in request order, names their display
+-- names (false: none) (the caller sorts them into
 -- board order); absent players are left out. Rank is 1 + the number of players with a strictly
 -- better score (ties share a rank). ready is 0 (members 0, entries empty) when the namespace is
 -- not loaded. One ZMSCORE and one O(log n) ZCOUNT per player found.
+-- The display names of the listed members (false: none), in one HMGET.
+local function names_of(flat, stride)
+    if #flat == 0 then
+        return {}
+    end
+    local ids = {}
+    for i = 1, #flat, stride do
+        ids[#ids + 1] = flat[i]
+    end
+    return redis.call('HMGET', KEYS[3], unpack(ids))
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-    return {0, 0, {}}
+    return {0, 0, {}, {}}
 end
 local asc = ARGV[1] == 'asc'
 if not (asc or ARGV[1] == 'desc') then
@@ -20,7 +32,7 @@ local members = redis.call('ZCARD', KEYS[2])
 local entries = {}
 if #ARGV < 2 then
     -- ZMSCORE refuses an empty list of members.
-    return {1, members, entries}
+    return {1, members, entries, {}}
 end
 local scores = redis.call('ZMSCORE', KEYS[2], unpack(ARGV, 2))
 for i, score in ipairs(scores) do
@@ -36,4 +48,4 @@ for i, score in ipairs(scores) do
         entries[#entries + 1] = better + 1
     end
 end
-return {1, members, entries}
+return {1, members, entries, names_of(entries, 3)}

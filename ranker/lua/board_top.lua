@@ -1,17 +1,29 @@
 -- board_top: one page of one period of a board, in board order, from a 0-based offset.
 --
--- KEYS[1]  namespace marker    KEYS[2] board (a period's sorted set)
+-- KEYS[1]  namespace marker    KEYS[2] board (a period's sorted set)    KEYS[3] names (hash)
 -- ARGV[1]  order: desc (highest first) or asc (lowest first)
 -- ARGV[2]  offset (>= 0)    ARGV[3] page length (>= 1)
 --
--- Returns {ready, members, first_rank, entries}: members is the board's ZCARD; entries the flat
--- member, score list of positions offset .. offset + length - 1 in board order (ZREVRANGE for
+-- Returns {ready, members, first_rank, entries, names}: members is the board's ZCARD; entries
+-- the flat member, score list of positions offset .. offset + length - 1 in board order (ZREVRANGE for
 -- desc, ZRANGE for asc: ties in Redis's member order, so paging by offset is stable while the
 -- board is unchanged); first_rank the competition rank of the first entry (0 when the page is
--- empty), from which the caller derives the others' ranks. ready is 0 (the rest 0 and empty)
+-- empty), from which the caller derives the others' ranks; names the entries'
+-- display names in order (false: none; one HMGET for the page). ready is 0 (the rest 0 and empty)
 -- when the namespace is not loaded. O(log n + length).
+-- The display names of the listed members (false: none), in one HMGET.
+local function names_of(flat, stride)
+    if #flat == 0 then
+        return {}
+    end
+    local ids = {}
+    for i = 1, #flat, stride do
+        ids[#ids + 1] = flat[i]
+    end
+    return redis.call('HMGET', KEYS[3], unpack(ids))
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-    return {0, 0, 0, {}}
+    return {0, 0, 0, {}, {}}
 end
 local asc = ARGV[1] == 'asc'
 local offset = tonumber(ARGV[2])
@@ -22,7 +34,7 @@ if not (asc or ARGV[1] == 'desc') or not offset or offset < 0 or not length or l
 end
 local members = redis.call('ZCARD', KEYS[2])
 if offset >= members then
-    return {1, members, 0, {}}
+    return {1, members, 0, {}, {}}
 end
 local entries = redis.call(asc and 'ZRANGE' or 'ZREVRANGE', KEYS[2], offset, offset + length - 1,
     'WITHSCORES')
@@ -33,4 +45,4 @@ if asc then
 else
     better = redis.call('ZCOUNT', KEYS[2], '(' .. entries[2], '+inf')
 end
-return {1, members, better + 1, entries}
+return {1, members, better + 1, entries, names_of(entries, 2)}

@@ -9,6 +9,7 @@
 -- ARGV[3]  the new record without its position: "<state> <definition json>"
 -- ARGV[4]  the board's position to keep ("": this change's own, for a new board)
 -- ARGV[5]  the new version token
+-- ARGV[6]  who made the change (an API key's id, for the audit log; "": not an admin action)
 --
 -- A record is "<position> <state> <json>"; a board's position is the id of the stream entry
 -- that created it: the sessions after it, and only those, count on it.
@@ -24,7 +25,8 @@ local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 if current ~= ARGV[2] then
     return {0, current}
 end
-local id = redis.call('XADD', KEYS[3], '*', 'k', 'board', 'i', ARGV[1], 'r', ARGV[3], 'p', ARGV[4])
+local id = redis.call('XADD', KEYS[3], '*', 'k', 'board', 'i', ARGV[1], 'r', ARGV[3], 'p', ARGV[4],
+                      'a', ARGV[6] or '')
 local position = ARGV[4]
 if position == '' then
     position = id

@@ -7,8 +7,10 @@
 -- KEYS[4]            rebuild flag (value: generation id while a rebuild runs)
 -- KEYS[5]            namespace marker (missing: Redis was wiped and the boards are not loaded)
 -- KEYS[6]            definitions version
--- KEYS[7 .. 6+n]     the n boards of the session (one period of each); the first is `global`
--- KEYS[7+n .. 6+2n]  the n delta keys of those boards, in the same order
+-- KEYS[7]            players under moderation (hash: user id -> state, keys.moderation)
+-- KEYS[8]            display names (hash: user id -> name)    KEYS[9] their rebuild delta
+-- KEYS[10 .. 9+n]    the n boards of the session (one period of each); the first is `global`
+-- KEYS[10+n .. 9+2n] the n delta keys of those boards, in the same order
 -- ARGV[1] user id    ARGV[2] score    ARGV[3] session id    ARGV[4] event id (uuid)
 -- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] accepted at (unix ms, API clock)
 -- ARGV[8] backlog limit (stream entries)
@@ -16,7 +18,8 @@
 -- ARGV[10] "1" when Redis memory is above ranker's watermark: nothing new may be stored
 -- ARGV[11] the definitions version the caller placed the session with ("": none)
 -- ARGV[12] the placements, as the stream entry lists them (ranker.placements)
--- ARGV[13 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
+-- ARGV[13] the display name the session sets ("": none)
+-- ARGV[14 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
 --          n: keep the newest), order (desc or asc: which scores rank first), and when the
 --          key expires (unix ms; 0: never)
 --
@@ -30,20 +33,23 @@
 --                     (it reads them again and places the session again)
 --   status "unloaded" Redis holds neither the boards nor the definitions (it was wiped and
 --                     no rebuild has begun): nothing was counted
+--   status "banned"   the player is banned: nothing was counted or stored
+--   status "held"     the player's boards are being recomputed (an unban or a void): nothing
+--                     was counted (the caller retries shortly)
 --   a score and rank are false when the player is not on that board (only for "seen");
 --   ready is 1 when the marker exists (the boards are loaded), else 0.
-local n = (#KEYS - 6) / 2
+local n = (#KEYS - 9) / 2
 local user = ARGV[1]
 local ready = redis.call('EXISTS', KEYS[5])
 
 local function standings(status, reply)
     local out = {status, ready, reply}
     for i = 1, n do
-        local board = KEYS[6 + i]
+        local board = KEYS[9 + i]
         local score = redis.call('ZSCORE', board, user)
         local rank = false
         if score then
-            if ARGV[12 + 3 * i - 1] == 'asc' then
+            if ARGV[13 + 3 * i - 1] == 'asc' then
                 rank = redis.call('ZCOUNT', board, '-inf', '(' .. score) + 1
             else
                 rank = redis.call('ZCOUNT', board, '(' .. score, '+inf') + 1
@@ -55,6 +61,14 @@ local function standings(status, reply)
     return out
 end
 
+-- Before anything else: a banned player's submissions are refused whole, retries included.
+local moderated = redis.call('HGET', KEYS[7], user)
+if moderated then
+    if string.sub(moderated, 1, 1) == 'b' then
+        return {'banned', ready, false}
+    end
+    return {'held', ready, false}
+end
 -- A retry of an accepted session is answered even when the backlog or memory is full. Reads
 -- only up to here, so a Redis at its maxmemory still answers retries.
 local first = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
@@ -93,22 +107,31 @@ local function apply(key, op, score)
 end
 
 for i = 1, n do
-    local op = ARGV[12 + 3 * i - 2]
-    apply(KEYS[6 + i], op, ARGV[2])
-    local expires = ARGV[12 + 3 * i]
+    local op = ARGV[13 + 3 * i - 2]
+    apply(KEYS[9 + i], op, ARGV[2])
+    local expires = ARGV[13 + 3 * i]
     if expires ~= '0' then
-        redis.call('PEXPIREAT', KEYS[6 + i], expires)
+        redis.call('PEXPIREAT', KEYS[9 + i], expires)
     end
     if generation then
         -- A rebuild is loading a snapshot: it merges these into its shadow boards at the swap.
         -- A delta of a period the rebuild does not load (a board made meanwhile) is never
         -- merged: it expires a day later, far beyond any rebuild's life.
-        apply(KEYS[6 + n + i], op, ARGV[2])
-        redis.call('PEXPIRE', KEYS[6 + n + i], 86400000)
+        apply(KEYS[9 + n + i], op, ARGV[2])
+        redis.call('PEXPIRE', KEYS[9 + n + i], 86400000)
     end
 end
 local fields = {'e', ARGV[4], 's', ARGV[3], 'u', user, 'p', ARGV[2], 'm', ARGV[5], 't', ARGV[7],
                 'b', ARGV[12]}
+if ARGV[13] ~= '' then
+    redis.call('HSET', KEYS[8], user, ARGV[13])
+    if generation then
+        redis.call('HSET', KEYS[9], user, ARGV[13])
+        redis.call('PEXPIRE', KEYS[9], 86400000)
+    end
+    table.insert(fields, 'n')
+    table.insert(fields, ARGV[13])
+end
 if generation then
     -- The tag tells the rebuild this entry is also in its delta keys.
     table.insert(fields, 'g')

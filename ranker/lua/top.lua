@@ -1,12 +1,24 @@
 -- top: the first players of a board, best first.
 --
--- KEYS[1]  namespace marker    KEYS[2] board
+-- KEYS[1]  namespace marker    KEYS[2] board    KEYS[3] display names (hash)
 -- ARGV[1]  how many (>= 1)
 --
--- Returns {ready, entries}: entries is the flat ZREVRANGE ... WITHSCORES reply
--- (member, score, member, score, ...); ready is 0 (and entries empty) when the namespace is
--- not loaded. The first entry's rank is 1; the caller derives the others from ties.
-if redis.call('EXISTS', KEYS[1]) == 0 then
-    return {0, {}}
+-- Returns {ready, entries, names}: entries is the flat ZREVRANGE ... WITHSCORES reply
+-- (member, score, member, score, ...), names the entries' display names in order (false:
+-- none); ready is 0 (and the lists empty) when the namespace is not loaded. The first entry's rank is 1; the caller derives the others from ties.
+-- The display names of the listed members (false: none), in one HMGET.
+local function names_of(flat, stride)
+    if #flat == 0 then
+        return {}
+    end
+    local ids = {}
+    for i = 1, #flat, stride do
+        ids[#ids + 1] = flat[i]
+    end
+    return redis.call('HMGET', KEYS[3], unpack(ids))
 end
-return {1, redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return {0, {}, {}}
+end
+local entries = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+return {1, entries, names_of(entries, 2)}

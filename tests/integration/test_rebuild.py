@@ -73,7 +73,12 @@ async def assert_ranks_match_sql(
         async def check(user_id: int, total: int, rank: int, query: str = query) -> None:
             status, body = await get(session, f"/api/leaderboard/rank/{user_id}{query}")
             assert status == 200
-            assert body == {"user_id": user_id, "total_score": total, "rank": rank}
+            assert body == {
+                "user_id": user_id,
+                "total_score": total,
+                "rank": rank,
+                "username": f"user_{user_id}",  # as the seed names its players
+            }
 
         await asyncio.gather(*(check(u, t, r) for u, (t, r) in expected.items()))
         compared += len(expected)

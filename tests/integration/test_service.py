@@ -47,7 +47,7 @@ async def test_worker_and_watchdog_run_beside_the_api_and_stop_with_it(
                 "/api/leaderboard/submit", json={"user_id": 10, "score": 10, "session_id": "svc-10"}
             )
 
-    assert standing == {"user_id": 10, "total_score": 10, "rank": 1}
+    assert standing == {"user_id": 10, "total_score": 10, "rank": 1, "username": None}
     # The rebuild restored the idempotency keys of persisted sessions: still a duplicate.
     assert retry.json()["duplicate"] is True
     assert retry.json()["total_score"] == 10

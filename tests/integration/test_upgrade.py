@@ -50,7 +50,7 @@ async def test_an_upgrade_keeps_every_total_of_the_built_in_boards(
     rebuilt = processes.run("rebuild", settings=settings)
     verified = processes.run("verify", "--deep", settings=settings)
 
-    assert (migrated.returncode, migrated.stdout.strip()) == (0, "applied migrations [3]")
+    assert (migrated.returncode, migrated.stdout.strip()) == (0, "applied migrations [3, 4]")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert verified.returncode == 0, verified.stdout + verified.stderr
     ranking = Ranking(redis, settings)

@@ -60,7 +60,14 @@ def test_an_entry_from_before_definitions_counts_where_it_did() -> None:
         b"1700000000000-3",
         {b"e": b"x", b"s": b"s", b"u": b"1", b"p": b"2", b"m": b"team", b"t": b"0"},
     )
-    assert columns[-2:] == (
+    assert columns[-3:] == (
         str((1700000000000 << 20) + 3).encode(),
         b"global:all:s,mode-team:all:s",
+        b"\\N",  # no name: NULL in COPY's text format
     )
+
+
+def test_a_name_reaches_copy_with_its_backslashes_escaped() -> None:
+    fields = {b"e": b"x", b"s": b"s", b"u": b"1", b"p": b"2", b"m": b"team", b"t": b"0"}
+    columns = stream.columns_of(b"1-0", {**fields, b"n": b"a\\b"})
+    assert columns[-1] == b"a\\\\b"
