@@ -191,6 +191,10 @@ class SubmitResponse(BaseModel):
         default_factory=dict,
         description="The player's place on every board the session counted on.",
     )
+    message: str = Field(
+        default="Score submitted successfully",
+        description="What the original service answered (its clients check for it).",
+    )
 
 
 class Standing(BaseModel):

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         description="Comma-separated addresses or networks of proxies whose X-Forwarded-For is "
         "believed; empty: none is.",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated origins (scheme://host[:port]) whose pages may call the API "
+        "from a browser (CORS); empty: none.",
+    )
     max_header_bytes: int = Field(
         default=8_192, ge=512, description="Largest total size of a request's headers (431)."
     )
@@ -227,6 +232,7 @@ class Settings(BaseSettings):
         "read_api_keys",
         "admin_api_keys",
         "trusted_proxies",
+        "cors_origins",
         mode="before",
     )
     @classmethod
@@ -276,6 +282,15 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ValueError(f"{proxy!r} is not an address or a network") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(f"{origin!r} is not an origin such as https://game.example")
         return value
 
     @field_validator("game_modes")

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.auth import KeyRing
@@ -46,6 +47,28 @@ def key_ring(settings: Settings) -> KeyRing:
             "(`ranker dev` and `make run` make a development key)"
         )
     return keys
+
+
+#: What a page of another origin may send: its key and a JSON body.
+CORS_HEADERS = ("authorization", "content-type")
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """Starlette's CORS middleware for ``RANKER_CORS_ORIGINS`` (none when empty): it answers
+    the browser's preflight and adds the headers to the answers of those origins. Outermost,
+    so that a preflight is answered before any route (which would answer 405)."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=["Retry-After", "RateLimit-Limit", "RateLimit-Remaining"],
+            max_age=600,
+        )
+    ]
 
 
 def create_app(
@@ -104,11 +127,12 @@ def create_app(
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
         middleware=[
+            *cors(settings),
             Middleware(
                 RequestLimits,
                 max_url_bytes=settings.max_url_bytes,
                 max_header_bytes=settings.max_header_bytes,
-            )
+            ),
         ],
     )
     # A path with a trailing slash is not ours: a 404 problem, not a redirect to a guess.

@@ -31,6 +31,7 @@ async def test_submit_returns_total_and_rank_on_the_global_board(client: httpx.A
         "duplicate": False,
         "event_id": None,
         "boards": None,
+        "message": "Score submitted successfully",
     }
     # Each board it counted on: the global one and the default mode's.
     (mode_board,) = set(third.json()["boards"]) - {"global"}
