@@ -8,7 +8,8 @@ COPY pyproject.toml README.md ./
 COPY ranker ranker
 COPY persistence persistence
 COPY sql sql
-RUN pip install . && useradd --system ranker
+# With the tracing extra: RANKER_OTLP_ENDPOINT turns traces on without another image.
+RUN pip install '.[otel]' && useradd --system ranker
 USER ranker
 EXPOSE 8000
 # For the default command (serve); compose sets the worker's own (its heartbeat file).

@@ -1,13 +1,20 @@
-"""``python -m loadgen``: options, the run, the human report, ``--json`` and ``--plot``.
+"""``python -m loadgen``: options, the run and its progress, the human report, ``--slo``,
+``--json`` and ``--plot``.
 
 ``--rate R`` runs an open loop at R requests/s. ``--connections N`` without ``--rate`` runs a
 closed loop of N back-to-back senders (maximum throughput). Both together run the open loop
 with at most N TCP connections: requests due while all N are busy wait for one, and since the
 latency runs from the due time, that wait is counted (it models a client with a fixed pool).
 
+Progress goes to stderr (``loadgen.progress``): a live bar on a terminal, a plain line every few
+seconds elsewhere; stdout has the report, then with ``--slo`` one line per objective
+(``loadgen.slo``).
+
 Exit status: 0; 1 when any request failed (a non-2xx answer other than the expected 404 of
-rank/around for a player without a score, or no answer at all); 2 for unusable options or an
-output file that cannot be written; 130 when interrupted.
+rank/around for a player without a score, or no answer at all), unless an ``errors`` objective
+says how many may; 2 for unusable options (a malformed ``--slo`` too) or an output file that
+cannot be written; 3 when an objective of ``--slo`` was missed (before 1: it says more); 130
+when interrupted.
 """
 
 from __future__ import annotations
@@ -20,10 +27,25 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rich.console import Console
+
 from loadgen.plot import write_plot  # cheap: it imports matplotlib only to draw
+from loadgen.progress import MODES, Display
 from loadgen.report import format_report
-from loadgen.runner import LoadConfig, run
+from loadgen.runner import LoadConfig, LoadResult, run
+from loadgen.slo import (
+    Objective,
+    Outcome,
+    SloError,
+    check_kinds,
+    evaluate,
+    format_outcomes,
+    parse_slo,
+)
 from loadgen.workload import DEFAULT_MIX, WORKLOADS, MixError, parse_mix
+
+#: The exit status of a run that missed an objective of ``--slo``.
+EXIT_MISSED = 3
 
 
 def _number(kind: type[float] | type[int], minimum: float, strict: bool) -> Callable[[str], float]:
@@ -51,6 +73,13 @@ def _mix(text: str) -> dict[str, float]:
     try:
         return parse_mix(text)
     except MixError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _slo(text: str) -> tuple[Objective, ...]:
+    try:
+        return parse_slo(text)
+    except SloError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -83,7 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="sent as 'Authorization: Bearer <key>' [$RANKER_API_KEY]",
     )
     add = parser.add_argument_group("output").add_argument
-    add("--json", type=Path, metavar="PATH", help="write the result as JSON")
+    add(
+        "--slo",
+        type=_slo,
+        default=(),
+        metavar="OBJECTIVES",
+        help="e.g. 'p99<50ms,errors<0.1%%,rate>900,submit.p99<20ms': each met or MISSED, "
+        f"exit {EXIT_MISSED} when one is missed",
+    )
+    add(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="on stderr: a live bar (on a terminal), a line every 5 s (elsewhere), or none "
+        "[%(default)s]",
+    )
+    add("--json", type=Path, metavar="PATH", help="write the result (and --slo's) as JSON")
     add("--plot", type=Path, metavar="PATH", help="write latency and rate per second as a PNG")
     return parser
 
@@ -114,7 +158,7 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.mix is not None and args.workload != "mix":
         parser.error(f"--mix applies to --workload mix, not {args.workload}")
     try:
-        return LoadConfig(
+        config = LoadConfig(
             url=args.url,
             workload=args.workload,
             rate=args.rate,
@@ -131,6 +175,11 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         )
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        check_kinds(args.slo, [kind for kind, ratio in config.ratios().items() if ratio > 0])
+    except SloError as exc:
+        parser.error(f"argument --slo: {exc}")
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,18 +187,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(parser, args)
+    display = Display(
+        Console(stderr=True),
+        args.progress,
+        warmup_s=config.warmup_s,
+        duration_s=config.duration_s,
+        has_key=bool(config.api_key),
+    )
     try:
-        result = run(config)
+        with display:
+            result = run(config, watch=display)
     except KeyboardInterrupt:
         print("loadgen: interrupted", file=sys.stderr)
         return 130
     print(format_report(result))
+    outcomes = evaluate(args.slo, result)
+    if outcomes:
+        print(format_outcomes(outcomes, result.bottleneck))
     try:
         if args.json is not None:
-            args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+            data = result.to_dict()
+            if outcomes:
+                data["slo"] = [outcome.to_dict() for outcome in outcomes]
+            args.json.write_text(json.dumps(data, indent=2) + "\n")
         if args.plot is not None:
             write_plot(result, args.plot)
     except OSError as exc:
         print(f"loadgen: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
-    return 1 if result.failed else 0
+    return exit_status(result, outcomes)
+
+
+def exit_status(result: LoadResult, outcomes: Sequence[Outcome]) -> int:
+    """3 when an objective was missed; else 1 when requests failed and no ``errors`` objective
+    said how many may; else 0."""
+    if any(not outcome.met for outcome in outcomes):
+        return EXIT_MISSED
+    judged = any(outcome.objective.measure == "errors" for outcome in outcomes)
+    return 1 if result.failed and not judged else 0

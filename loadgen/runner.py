@@ -11,14 +11,20 @@ requests then wait for a free connection, and that wait counts as latency.
 Closed loop (``rate`` None): ``connections`` tasks each send back to back; latency runs from
 the send to the end of the response. This measures the maximum throughput, not latency under
 a given load.
+
+A ``watch`` given to ``run_load`` is called with a ``Snapshot`` every ``WATCH_INTERVAL_S`` and
+once more when the run has ended; it runs on the event loop, so it must return quickly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,11 +32,20 @@ import aiohttp
 
 from loadgen.config import LoadConfig
 from loadgen.schedule import Schedule
-from loadgen.stats import Recorder
+from loadgen.stats import Recorder, Snapshot
 from loadgen.verdict import verdict
 from loadgen.workload import JSON_HEADERS, Request, Workload
 
-__all__ = ["LoadConfig", "LoadResult", "run", "run_load"]
+__all__ = ["LoadConfig", "LoadResult", "Watch", "run", "run_load"]
+
+#: Answers that refuse the caller rather than fail (no key, the wrong key, a spent budget): the
+#: first of each kind is kept with the service's reason, so that a person can be told what to do.
+REFUSED_STATUSES = frozenset({401, 403, 429})
+#: Called with the run so far (a progress display); see ``run_load``.
+Watch = Callable[[Snapshot], None]
+#: How often a watch gets a snapshot: each costs about a millisecond of the event loop (the p99
+#: walks the histogram), so twice a second delays requests by no more than timer noise.
+WATCH_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -49,7 +64,7 @@ class LoadResult:
     not_found: int  # the expected 404 of rank/around for a player without a score
     errors: dict[str, int]  # by status ("503") or by transport exception ("TimeoutError")
     dropped: int  # open loop: due while max_in_flight were outstanding, never sent
-    latency_ms: dict[str, float]  # p50, p90, p99, p99.9, max, mean
+    latency_ms: dict[str, float]  # p50, p90, p95, p99, p99.9, max, mean
     per_kind: dict[str, dict[str, float]]
     kind_counts: dict[str, int]
     send_lag_ms: dict[str, float]  # open loop: how late requests were fired after their due time
@@ -89,6 +104,7 @@ class _Run:
         self.recorder = Recorder(self.workload.kinds, self.window_start)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.clocks = (time.process_time(), self.window_start)
+        self.refused: dict[tuple[str, int], str] = {}  # (kind, status) -> the reason first given
 
     def _open_window(self) -> None:
         # CPU use is measured over the window only: the warm-up's connection set-up is excluded.
@@ -101,13 +117,16 @@ class _Run:
             async with self.session.request(
                 request.method, request.url, data=request.body, headers=headers
             ) as response:
-                await response.read()  # the whole body: a response ends with its last byte
+                body = await response.read()  # the whole body: a response ends with its last byte
                 # Recorded before the context exits (its release may yield to other requests),
                 # so responses are recorded in the order they ended: the timeline relies on it.
                 if record:
                     self.recorder.response(
                         request.kind, response.status, began, time.perf_counter()
                     )
+                refusal = (request.kind, response.status)
+                if response.status in REFUSED_STATUSES and refusal not in self.refused:
+                    self.refused[refusal] = _reason(body)  # the first only: a run may get 10,000
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             if record:
                 self.recorder.transport_error(exc, time.perf_counter())
@@ -150,14 +169,32 @@ class _Run:
             for _ in range(self.config.connections):
                 tasks.create_task(sender())
 
-    async def execute(self) -> LoadResult:
-        """Run the configured loop, then summarise."""
+    async def watched(self, watch: Watch) -> None:
+        """Give ``watch`` a snapshot every ``WATCH_INTERVAL_S`` until cancelled."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            watch(self.recorder.snapshot(time.perf_counter() - self.start, self.refused))
+
+    async def execute(self, watch: Watch | None = None) -> LoadResult:
+        """Run the configured loop, then summarise; ``watch`` sees the run as it goes."""
         loop = asyncio.get_running_loop()
         loop.call_later(self.config.warmup_s, self._open_window)
-        if self.config.rate is not None:
-            await self.open_loop(self.config.rate)
-        else:
-            await self.closed_loop()
+        watcher = asyncio.create_task(self.watched(watch)) if watch is not None else None
+        try:
+            if self.config.rate is not None:
+                await self.open_loop(self.config.rate)
+            else:
+                await self.closed_loop()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                # Awaited, so that an exception of the watch itself is raised, not lost.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        if watch is not None:
+            watch(
+                self.recorder.snapshot(time.perf_counter() - self.start, self.refused, final=True)
+            )
         cpu_start, wall_start = self.clocks
         wall_s = time.perf_counter() - wall_start
         cpu_percent = 100 * (time.process_time() - cpu_start) / wall_s if wall_s > 0 else 0.0
@@ -197,6 +234,17 @@ class _Run:
         )
 
 
+def _reason(body: bytes) -> str:
+    """The ``detail`` (or ``title``) of a problem+json body; "" for any other body."""
+    try:
+        problem = json.loads(body)
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        return ""
+    if not isinstance(problem, dict):
+        return ""
+    return str(problem.get("detail") or problem.get("title") or "")
+
+
 def _session(config: LoadConfig) -> aiohttp.ClientSession:
     # Without a cap, enough connections for every request that may be in flight, so the pool
     # never queues silently; keep-alive reuses them between requests.
@@ -210,21 +258,22 @@ def _session(config: LoadConfig) -> aiohttp.ClientSession:
     )
 
 
-async def run_load(config: LoadConfig) -> LoadResult:
+async def run_load(config: LoadConfig, watch: Watch | None = None) -> LoadResult:
     """Run ``config`` against its service and return what was measured.
 
     Requests due during the warm-up are sent but not recorded. A request that gets no answer
     within ``request_timeout_s`` counts as a ``TimeoutError``; the run returns once every
-    request sent has ended.
+    request sent has ended. ``watch``, if given, gets a snapshot twice a second and a last one
+    (``final``) when the run has ended.
     """
     async with _session(config) as session:
-        return await _Run(config, session).execute()
+        return await _Run(config, session).execute(watch)
 
 
-def run(config: LoadConfig) -> LoadResult:
+def run(config: LoadConfig, watch: Watch | None = None) -> LoadResult:
     """``run_load`` on a fresh event loop: uvloop's when it is installed (less CPU per request)."""
     try:
         import uvloop  # optional: not built for every platform
     except ImportError:
-        return asyncio.run(run_load(config))
-    return uvloop.run(run_load(config))
+        return asyncio.run(run_load(config, watch))
+    return uvloop.run(run_load(config, watch))

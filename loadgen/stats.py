@@ -1,4 +1,5 @@
-"""What a run measured: latency histograms (total, per kind, per second), outcomes, send lag.
+"""What a run measured: latency histograms (total, per kind, per second), outcomes, send lag,
+and the snapshot of all that a progress display shows while the run goes.
 
 Latencies are recorded in HdrHistograms in microseconds, from 1 us to 60 s with 3 significant
 digits: percentiles are within 0.1 %, and memory stays fixed however long a run lasts.
@@ -7,7 +8,8 @@ digits: percentiles are within 0.1 %, and memory stays fixed however long a run 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # ships no type hints
@@ -15,7 +17,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]  # ships
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 #: A 404 of these kinds means "this player has no score yet": an answer, not a failure.
 EXPECTED_404_KINDS = frozenset({"rank", "around"})
 
@@ -58,7 +60,8 @@ class Latencies:
         self.sum_us += value_us
 
     def summary(self) -> dict[str, float]:
-        """p50, p90, p99, p99.9, max and mean in milliseconds; all 0 when nothing was recorded."""
+        """p50, p90, p95, p99, p99.9, max and mean in milliseconds; all 0 when nothing was
+        recorded."""
         if self.count == 0:
             return {name: 0.0 for name in [*PERCENTILES, "max", "mean"]}
         # One pass over the buckets for all percentiles (hdrh walks them in Python per query).
@@ -127,6 +130,29 @@ class Recorder:
         """Every request that ended: answered (any status) or failed in transport."""
         return self.ok + self.not_found + sum(self.errors.values())
 
+    def snapshot(
+        self,
+        elapsed_s: float,
+        refused: Mapping[tuple[str, int], str] | None = None,
+        final: bool = False,
+    ) -> Snapshot:
+        """The window so far, ``elapsed_s`` after the run began (warm-up included), with the
+        run's ``refused`` requests (they are not the recorder's: it sees no warm-up).
+
+        The p99 comes from the same histogram as the final report's, so the two cannot disagree;
+        summarising it walks its buckets once (about a millisecond), which is why a display
+        takes a snapshot a few times a second, never per request.
+        """
+        return Snapshot(
+            elapsed_s=elapsed_s,
+            count=self.count,
+            failed=sum(self.errors.values()),
+            dropped=self.dropped,
+            p99_ms=self.total.summary()["p99"],
+            refused=dict(refused or {}),
+            final=final,
+        )
+
     def timeline(self) -> list[dict[str, float]]:
         """One row per second of the window: ``t``, ``count``, ``p50``, ``p99``, ``max`` (ms).
 
@@ -135,6 +161,22 @@ class Recorder:
         """
         current = [_row(self.second, self.this_second)] if self.this_second.count else []
         return [*self.rows, *current]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run so far, as a progress display shows it: the counts of the report's requests line
+    and the p99 of its latency line, over the part of the window that has passed."""
+
+    elapsed_s: float  # since the run began, warm-up included
+    count: int  # requests of the window that ended
+    failed: int  # of them, the report's "failed": error statuses and transport errors
+    dropped: int  # open loop: due while max_in_flight were outstanding, never sent
+    p99_ms: float  # of the answers so far; 0 before the first
+    #: (kind, 401, 403 or 429) -> the service's reason, of each refusal seen so far, warm-up
+    #: included: the run's first requests are the ones that find a missing key.
+    refused: Mapping[tuple[str, int], str]
+    final: bool = False  # the last snapshot: the run has ended
 
 
 def _row(second: int, latencies: Latencies) -> dict[str, float]:

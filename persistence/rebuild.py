@@ -54,7 +54,7 @@ from persistence.database import translate_db_errors
 from persistence.definitions import restore_definitions
 from persistence.player_restore import load_names, names_set, reconcile_names
 from persistence.stream import generation_of, kind_of, parse_entry, trim_acknowledged
-from ranker import metrics
+from ranker import metrics, tracing
 from ranker.catalog import STOPPED, Catalog
 from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
@@ -116,6 +116,7 @@ class Rebuild:
         #: The deltas of the periods of the boards that are not loaded (with ``only``).
         self.dropped: list[str] = []
 
+    @tracing.traced("ranker.rebuild")  # with traces on, a span with the report's numbers
     async def run(self, wait_s: float = 0.0) -> RebuildReport:
         """Rebuild every board.
 

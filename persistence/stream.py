@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -94,6 +94,21 @@ def columns_of(entry_id: bytes, fields: Fields) -> tuple[bytes, ...]:
         placed,
         named,
     )
+
+
+def request_of(fields: Fields) -> str | None:
+    """The id of the request that submitted a session entry (``None`` for an entry from before
+    request ids, or made outside a request)."""
+    request = fields.get(b"q")
+    return request.decode() if request else None
+
+
+def traces_of(entries: Sequence[StreamEntry]) -> Iterator[tuple[str, str | None]]:
+    """``(traceparent, request id)`` of each session entry whose request was traced (field
+    ``w``, written only with traces on): what a batch's span links to."""
+    for _, fields in entries:
+        if fields and (trace := fields.get(b"w")):
+            yield trace.decode(), request_of(fields)
 
 
 def generation_of(fields: Fields) -> bytes | None:

@@ -27,8 +27,17 @@ from persistence.binding import Binding, BoundElsewhere
 from persistence.database import translate_db_errors
 from persistence.moderation import persist_action
 from persistence.repository import persist_sessions
-from persistence.stream import StreamEntry, columns_of, ensure_group, kind_of, lag_s, unpersisted
-from ranker import metrics
+from persistence.stream import (
+    StreamEntry,
+    columns_of,
+    ensure_group,
+    kind_of,
+    lag_s,
+    request_of,
+    traces_of,
+    unpersisted,
+)
+from ranker import metrics, tracing
 from ranker.connections import translate_redis_errors
 from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
@@ -36,6 +45,8 @@ from ranker.scripts import Scripts
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker.worker")
+#: One line per committed batch (with RANKER_ACCESS_LOG), apart so that it can be silenced alone.
+batches = logging.getLogger("ranker.worker.batches")
 #: How often a running worker samples the backlog and its lag for the metrics.
 SAMPLE_INTERVAL_S = 1.0
 #: How often a worker refused by the namespace's binding looks whether it is its own again.
@@ -167,14 +178,24 @@ class Worker:
         if not entries:
             return 0
         ids = [entry_id for entry_id, _ in entries]
-        if any(fields for _, fields in entries):
-            # Checked per batch, after the read and just before the COMMIT: a namespace
-            # re-bound while this worker runs (a rebuild from another database) costs at most
-            # the batch in flight, and one Redis call per batch is nothing beside its transaction.
-            await self.binding.check()
-            await self._persist(entries)
-        with translate_redis_errors():
-            await self.scripts.ack([self.keys.events, self.keys.rebuild_flag], [WORKER_GROUP, *ids])
+        # With traces on, one span for the batch (its COMMIT and ack), linked to the spans of
+        # the requests that submitted its sessions.
+        batch: dict[str, int | str] = {
+            "ranker.batch.entries": len(entries),
+            "ranker.worker.consumer": self.consumer,
+        }
+        with tracing.span("ranker.worker.batch", batch, traces_of(entries), consumer=True):
+            if any(fields for _, fields in entries):
+                # Checked per batch, after the read and just before the COMMIT: a namespace
+                # re-bound while this worker runs (a rebuild from another database) costs at
+                # most the batch in flight, and one Redis call per batch is nothing beside its
+                # transaction.
+                await self.binding.check()
+                await self._persist(entries)
+            with translate_redis_errors():
+                await self.scripts.ack(
+                    [self.keys.events, self.keys.rebuild_flag], [WORKER_GROUP, *ids]
+                )
         metrics.batch_size.observe(len(entries))
         return len(entries)
 
@@ -187,11 +208,14 @@ class Worker:
             async with self.pool.connection() as conn, conn.transaction():
                 added = 0
                 rows: list[tuple[bytes, ...]] = []
+                requests: list[str] = []
                 for entry_id, fields in entries:
                     if not fields:
                         continue  # deleted from the stream after it was read: persisted
                     if kind_of(fields) is None:
                         rows.append(columns_of(entry_id, fields))
+                        if request := request_of(fields):
+                            requests.append(request)
                         continue
                     if rows:
                         added += await persist_sessions(conn, rows)
@@ -199,8 +223,20 @@ class Worker:
                     await persist_action(conn, self.settings.game_modes, entry_id, fields)
                 if rows:
                     added += await persist_sessions(conn, rows)
-        metrics.commit_duration.observe(time.perf_counter() - started)
+        committed_s = time.perf_counter() - started
+        tracing.annotate({"ranker.batch.persisted": added})
+        metrics.commit_duration.observe(committed_s)
         metrics.persisted_events.inc(added)
+        if self.settings.access_log:
+            # The worker's part of the request log: grep a request id to find its batch.
+            batches.info(
+                "batch of %d entries committed in %.2fms, %d new sessions; request ids: %s",
+                len(entries),
+                committed_s * 1000,
+                added,
+                " ".join(requests) or "-",
+                extra={"entries": len(entries), "persisted": added, "request_ids": requests},
+            )
 
     async def _read(self, start: str, block_ms: int | None) -> list[StreamEntry]:
         """Own pending entries (``start="0"``) or new ones (``">"``); an empty list if none."""

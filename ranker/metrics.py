@@ -52,6 +52,16 @@ backlog = Gauge(
     "Accepted submissions not yet persisted to PostgreSQL.",
     multiprocess_mode="mostrecent",
 )
+ready = Gauge(
+    "ranker_ready",
+    "1 when /readyz answers 200, 0 when it answers 503; computed every few seconds by each API "
+    "process and by every /readyz request.",
+    # Not min: nothing marks an API process dead, so a killed one's file would hold its last
+    # value for good, and a 0 it left would outlive it. Readiness comes from what every process
+    # of a deployment shares (its Redis, its namespace, its database binding), so the most
+    # recent value is theirs too, give or take one computation.
+    multiprocess_mode="mostrecent",
+)
 worker_lag = Gauge(
     "ranker_worker_lag_seconds",
     "Age of the oldest accepted submission not yet persisted (0 when none waits).",
@@ -73,6 +83,22 @@ redis_memory_max = Gauge(
     "ranker_redis_maxmemory_bytes",
     "Redis's maxmemory (0: none configured, so no watermark applies).",
     multiprocess_mode="mostrecent",
+)
+stream_clients = Gauge(
+    "ranker_stream_clients",
+    "Live streams (server-sent events) open now.",
+    # Each process counts its own streams: /metrics adds up those of the processes alive.
+    multiprocess_mode="livesum",
+)
+stream_reads = Counter(
+    "ranker_stream_reads_total",
+    "Reads of a watched top page by the live feeds (one per feed per tick at most, however many "
+    "streams show it).",
+)
+stream_events = Counter(
+    "ranker_stream_events_total",
+    "Events written to live streams, by event: top, unavailable.",
+    ["event"],
 )
 redis_errors = Counter("ranker_redis_errors_total", "Redis calls that failed.")
 database_errors = Counter("ranker_database_errors_total", "PostgreSQL transactions that failed.")

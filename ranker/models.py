@@ -230,6 +230,9 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] = Field(default_factory=list)
+    request_id: str | None = Field(
+        default=None, description="The request's id, as its X-Request-ID header and log line."
+    )
 
 
 class BoardEntry(BaseModel):

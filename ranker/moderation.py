@@ -30,14 +30,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from redis.asyncio import Redis
 
 from ranker.catalog import Catalog, Snapshot
 from ranker.connections import translate_redis_errors
-from ranker.errors import NotReady, RankerError
+from ranker.errors import NotFound, NotReady, RankerError
 from ranker.keys import Keys
 from ranker.placements import Placement, live_placements
 from ranker.scripts import Scripts
@@ -120,6 +120,31 @@ def is_pending(state: bytes | str | None) -> bool:
     """Whether a moderation state waits for its completion (an unban or a void)."""
     text = state.decode() if isinstance(state, bytes) else (state or "")
     return text[:1] in ("u", "v")
+
+
+class PlayerRecords(Protocol):
+    """What PostgreSQL holds of players, and the completion of moderation actions
+    (``persistence.moderation.Moderator``: the API is handed one by ``ranker.cli``)."""
+
+    async def wait_persisted(self, entry_id: str, timeout_s: float) -> bool:
+        """Whether PostgreSQL holds every stream entry up to ``entry_id`` within ``timeout_s``."""
+        ...
+
+    async def complete(self, pending: Pending, timeout_s: float) -> bool:
+        """Apply an unban's or a void's recomputed scores to Redis; whether done in time."""
+        ...
+
+    async def session(self, session_id: str) -> StoredSession | None:
+        """The newest stored session of that id."""
+        ...
+
+    async def record(self, user_id: int, limit: int) -> tuple[PlayerRecord, list[VoidedSession]]:
+        """A player's session counts and ban, and their latest voided sessions."""
+        ...
+
+    async def audit(self, before: int | None, limit: int) -> list[AuditEntry]:
+        """Admin actions newest first, older than ``before`` when given."""
+        ...
 
 
 class Moderation:
@@ -267,3 +292,49 @@ class Moderation:
                 "the leaderboard lost its boards and waits for their rebuild; retry shortly",
                 self.settings.retry_after_s,
             )
+
+
+# -- the actions, as the admin routes and the CLI take them -------------------------------------
+
+
+async def ban_player(
+    moderation: Moderation, records: PlayerRecords, user_id: int, actor: str, reason: str
+) -> tuple[bool, bool]:
+    """Ban a player; ``(changed, done)``: not changed when already banned, not done when
+    PostgreSQL did not hold the ban within ``moderation_wait_s`` (it gets there by itself)."""
+    entry = await moderation.ban(user_id, actor, reason)
+    if entry is None:
+        return False, True
+    return True, await records.wait_persisted(entry, moderation.settings.moderation_wait_s)
+
+
+async def unban_player(
+    moderation: Moderation, records: PlayerRecords, user_id: int, actor: str, reason: str
+) -> bool:
+    """Lift a ban and recompute the player's boards; whether that was done in time (else the
+    watchdog completes it). ``NotFound`` when the player is not banned."""
+    pending = await moderation.unban(user_id, actor, reason)
+    if pending is None:
+        raise NotFound(f"player {user_id} is not banned")
+    return await records.complete(pending, moderation.settings.moderation_wait_s)
+
+
+async def void_session(
+    moderation: Moderation,
+    records: PlayerRecords,
+    session_id: str,
+    stored: StoredSession,
+    actor: str,
+    reason: str,
+) -> bool | None:
+    """Void a stored session and recompute its player's boards; whether that was done in time,
+    ``None`` when it was voided alone before (nothing changes: the same answer again)."""
+    if stored.voided_at is not None and not stored.voided_by_ban:
+        return None
+    entry, pending = await moderation.void(
+        stored.user_id, str(stored.event_id), session_id, actor, reason
+    )
+    wait_s = moderation.settings.moderation_wait_s
+    if pending is None:  # voided by a ban still in force: only the log changes
+        return await records.wait_persisted(entry, wait_s)
+    return await records.complete(pending, wait_s)

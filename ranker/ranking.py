@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from ranker import boards
+from ranker import boards, logs, tracing
 from ranker.boards import GLOBAL
 from ranker.catalog import Catalog
 from ranker.connections import translate_redis_errors
@@ -183,6 +183,7 @@ class Ranking:
         session_id = request.session_id or uuid.uuid4().hex
         event_id = str(uuid.uuid4())
         record = IdempotencyRecord.of(event_id, request.user_id, request.score, mode)
+        trace = tracing.traceparent()  # "" with traces off: the entry gets no field `w`
         snapshot = await self.catalog.snapshot()
         for _ in range(PLACE_ATTEMPTS):
             accepted_ms = self.wall_ms()
@@ -216,6 +217,8 @@ class Ranking:
                 snapshot.version or "",
                 tokens_text(placements),
                 request.username or "",
+                logs.request_id.get(),
+                trace,
             ]
             for p in placements:
                 args += [p.op, p.order, p.expires_at_ms]
@@ -290,7 +293,7 @@ class Ranking:
             ready, total, rank, name = await self.scripts.rank(keys, [user_id])
         self._check_ready(ready)
         if total is None:
-            raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
+            raise absent(user_id, mode)
         return Standing(
             user_id=user_id, total_score=to_int(total), rank=int(rank), username=name_of(name)
         )
@@ -312,7 +315,7 @@ class Ranking:
             )
         self._check_ready(ready)
         if first_rank is None:
-            raise NotFound(f"player {user_id} has no score on board {boards.of_mode(mode)}")
+            raise absent(user_id, mode)
         return ranked(flat, int(first_rank), int(first_position), names)
 
     async def members(self, names: Sequence[str]) -> list[int]:
@@ -342,3 +345,10 @@ class Ranking:
                 "the leaderboard is being rebuilt from the database; retry shortly",
                 self.settings.retry_after_s,
             )
+
+
+def absent(user_id: int, mode: str | None) -> NotFound:
+    """The 404 of a player with no score, in the words of the original API (a game mode, or
+    the leaderboard): not the name of the board's key."""
+    where = "the leaderboard" if mode is None else f"game mode {mode}"
+    return NotFound(f"player {user_id} has no score in {where}")

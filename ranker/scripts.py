@@ -6,6 +6,7 @@ restarted or failed-over Redis is handled without our help.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -40,10 +41,24 @@ NAMES = (
 )
 
 
+#: A line ``-- include: <name>`` of a script stands for the text of ``lua/lib/<name>.lua``:
+#: Redis runs each script alone, so a helper several scripts share is put in each at load.
+_INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
+
+
 @cache  # read once per process: every client that registers the scripts shares the text
 def source(name: str) -> str:
-    """The text of one script; ``FileNotFoundError`` when there is no ``<name>.lua``."""
-    return resources.files("ranker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """The text of one script, its includes in place; ``FileNotFoundError`` when there is no
+    ``<name>.lua`` (or no library file it includes)."""
+    text = resources.files("ranker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda found: library(found.group(1)).rstrip("\n"), text)
+
+
+@cache
+def library(name: str) -> str:
+    """The text of ``lua/lib/<name>.lua``, a helper that scripts include."""
+    folder = resources.files("ranker").joinpath("lua", "lib")
+    return folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 def available() -> set[str]:

@@ -165,6 +165,25 @@ class Settings(BaseSettings):
     top_limit_max: int = Field(
         default=100, ge=1, le=10_000, description="Largest `limit` of top (and 2x `n` of around)."
     )
+    stream_interval_ms: int = Field(
+        default=250,
+        ge=50,
+        le=10_000,
+        description="How often a live feed reads the top page its streams show (one read per "
+        "tick, however many streams): the least time between two events of a stream.",
+    )
+    stream_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest life of a live stream (`/api/boards/{id}/stream`); the server then "
+        "ends it and the browser reconnects, to this process or another.",
+    )
+    stream_max_clients: int = Field(
+        default=5_000,
+        ge=1,
+        description="Live streams open at once per API process (never more than half its "
+        "connection cap); past it, 503 with Retry-After.",
+    )
     redis_timeout_s: float = Field(
         default=2.0, gt=0, description="Connect and reply timeout of Redis calls."
     )
@@ -218,6 +237,35 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text (one readable line per record) or json (one object per line, the "
+        "same fields as keys).",
+    )
+    log_file: Path | None = Field(
+        default=None,
+        description="Also write the log to this file, rotated by size (see the two below); "
+        "safe with `--workers N`. Empty: stderr only.",
+    )
+    log_file_max_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024, description="Size at which the log file rotates."
+    )
+    log_file_backups: int = Field(
+        default=5, ge=1, le=1000, description="Rotated log files kept beside the current one."
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One line per request (and one per worker batch, with the request ids of "
+        "its sessions); false turns them off.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RANKER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="An OpenTelemetry collector's OTLP/HTTP base URL (`http://collector:4318`): "
+        "traces of requests, Redis calls, worker batches and rebuilds go to its `/v1/traces` "
+        "(needs `ranker[otel]`; the SDK reads the other `OTEL_*` variables). Empty: no traces. "
+        "Alias OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
     port: int = Field(
         default=8000,
         ge=1,
@@ -251,7 +299,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value!r} is not a percentage like '90%'") from None
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -291,6 +339,18 @@ class Settings(BaseSettings):
             scheme, _, rest = origin.partition("://")
             if scheme not in ("http", "https") or not rest or "/" in rest:
                 raise ValueError(f"{origin!r} is not an origin such as https://game.example")
+        return value
+
+    @field_validator("otlp_endpoint", mode="before")
+    @classmethod
+    def _check_endpoint(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            scheme, _, rest = value.partition("://")
+            if value and (scheme not in ("http", "https") or not rest):
+                # Not the value in the message: a URL may hold a password.
+                raise ValueError("not an http(s) URL such as http://collector:4318")
+            return value or None
         return value
 
     @field_validator("game_modes")

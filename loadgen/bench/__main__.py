@@ -8,6 +8,7 @@ from pathlib import Path
 
 from loadgen.bench import report
 from loadgen.bench.run import BenchConfig, run
+from loadgen.bench.stream import STEPS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-events", type=int, default=200_000)
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of each figure a target reads (median)"
+    )
+    parser.add_argument(
+        "--stream-steps",
+        default=",".join(map(str, STEPS)),
+        help="live streams per step of the stream phase",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks"))
     parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         drain_events=args.drain_events,
         naive_s=min(10.0, args.duration),
         repeats=args.repeats,
+        stream_steps=tuple(int(n) for n in args.stream_steps.split(",")),
     )
     results = run(config)
     report.write(results, args.out, args.markdown, args.notes)

@@ -3,8 +3,9 @@
 ranker's app behind each HTTP/1.1 stack on offer: the guarded protocol ``ranker serve`` runs
 (``ranker.api.protocol``), uvicorn's own httptools protocol that it replaced (no deadlines, no
 caps: the previous edge) and uvicorn's h11 protocol (pure Python, pipelining paused by design);
-ranker with its per-process read limits off; and the floor app behind the first two, so that the
-gain or loss of the server is told apart from that of ranker's own code. Each variant's maximum
+ranker with its per-process read limits off, and with its request log off; and the floor app
+behind the first two, so that the gain or loss of the server is told apart from that of ranker's
+own code. Each variant's maximum
 rank and submit throughput (closed loop), in rounds that alternate the variants so that all of
 them see the same moments of a machine whose speed drifts; the median round is reported.
 
@@ -23,6 +24,10 @@ from ranker.dev import servers as devservers
 
 #: The limits are on in every other variant, as deployed (far above the load: never refusing).
 NO_READ_LIMITS = {"RANKER_ADDRESS_READ_LIMIT": "", "RANKER_TOTAL_READ_LIMIT": ""}
+#: The request log is on in every other variant, as deployed (to the service's log file).
+NO_ACCESS_LOG = {"RANKER_ACCESS_LOG": "false"}
+#: The variants measured on rank alone.
+RANK_ONLY = ("floor", "limits off", "request log off")
 
 
 def _uvicorn(stack: Stack, app: str, http: str, env: dict[str, str], key: str | None) -> Service:
@@ -52,6 +57,9 @@ def variants(stack: Stack, board_key: str) -> dict[str, Callable[[], Service]]:
         "ranker, guarded edge, read limits off": lambda: Service.ranker(
             stack, "--no-worker", **NO_READ_LIMITS
         ),
+        "ranker, guarded edge, request log off": lambda: Service.ranker(
+            stack, "--no-worker", **NO_ACCESS_LOG
+        ),
         "floor app, guarded edge": lambda: _uvicorn(
             stack, "loadgen.bench.floor:app", guarded, floor_env, None
         ),
@@ -73,7 +81,7 @@ def edge_phase(
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for n in range(repeats):
         for name, start in variants(stack, board_key).items():
-            workloads = ("rank",) if name.startswith("floor") or "limits" in name else None
+            workloads = ("rank",) if any(part in name for part in RANK_ONLY) else None
             service = start()
             try:
                 for workload in workloads or ("rank", "submit"):

@@ -11,6 +11,7 @@ from typing import Any
 
 from loadgen.bench.report_boards import BOARD_TARGETS, boards_section
 from loadgen.bench.run import TARGET_RATE, WORKLOADS
+from loadgen.bench.stream import section as stream_section
 from loadgen.bench.targets import Target, fmt
 
 
@@ -144,7 +145,7 @@ def _markdown(r: dict[str, Any], plots: list[Path]) -> str:
         for n, v, b, m, runs in verdicts(r)
     ]
     lines += _seed_section(r) + _http_section(r) + _edge_section(r) + _drain_section(r)
-    lines += boards_section(r)
+    lines += boards_section(r) + stream_section(r)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p})" for p in plots]
     lines += ["", f"Consistency after the run: `ranker verify` said `{r['verify']}`.", ""]
     return "\n".join(lines)
@@ -244,6 +245,7 @@ def _edge_section(r: dict[str, Any]) -> list[str]:
             rounds = ", ".join(f"{x:,.0f}" for x in run["runs"])
             cells += [f"{run['achieved_rate']:,.0f}", rounds]
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines += _access_log_cost(r["edge"])
     if previous := r.get("previous"):
         lines += [
             "",
@@ -254,6 +256,22 @@ def _edge_section(r: dict[str, Any]) -> list[str]:
             f"{_headline(r).get('submit', math.nan):,.0f}.",
         ]
     return lines
+
+
+def _access_log_cost(edge: dict[str, Any]) -> list[str]:
+    """The request log's cost: rank throughput with it on (as deployed) and off."""
+    on = edge.get("ranker, guarded edge (`ranker serve`)", {}).get("rank")
+    off = edge.get("ranker, guarded edge, request log off", {}).get("rank")
+    if not on or not off:
+        return []
+    ratio = on["achieved_rate"] / off["achieved_rate"]
+    cost_us = (on["service_cpu_ms_per_request"] - off["service_cpu_ms_per_request"]) * 1000
+    return [
+        "",
+        f"The request log (one line per request, `RANKER_ACCESS_LOG`): rank "
+        f"{on['achieved_rate']:,.0f} req/s with it on, {off['achieved_rate']:,.0f} off "
+        f"({ratio:.2f}x); {cost_us:+.1f} us of service CPU per request.",
+    ]
 
 
 def _drain_section(r: dict[str, Any]) -> list[str]:

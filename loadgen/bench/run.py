@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadgen.bench import boards, edge, measure
+from loadgen.bench import boards, edge, measure, stream
 from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
 from loadgen.runner import LoadConfig, run_load
 from ranker.boards import GLOBAL
@@ -40,6 +40,7 @@ class BenchConfig:
     drain_events: int
     naive_s: float
     repeats: int = 3  # runs of each figure a target reads; the median is reported
+    stream_steps: tuple[int, ...] = stream.STEPS  # live streams per step of the stream phase
 
 
 def run(config: BenchConfig) -> dict[str, Any]:
@@ -88,6 +89,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results["verify_boards"] = ranker_command(
             stack, "verify", "--wait-s", "120", "--deep"
         ).strip()
+        results["stream"] = stream.stream_phase(
+            stack, phase, config.stream_steps, config.duration_s, config.players
+        )
     return results
 
 

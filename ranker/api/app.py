@@ -17,17 +17,21 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from ranker.api.abuse import AddressLimits, SampledLog
+from ranker.api.access import RequestContext
 from ranker.api.auth import KeyRing
 from ranker.api.edge import RequestLimits
 from ranker.api.problems import exception_handlers
 from ranker.api.ratelimit import RateLimits
+from ranker.api.readiness import watch as watch_readiness
 from ranker.api.routes import routes
-from ranker.api.state import AppState, ArchivedPeriods, BackgroundService, PlayerRecords
+from ranker.api.state import AppState, ArchivedPeriods, BackgroundService
+from ranker.api.stream_routes import live_hub
+from ranker.api.traces import traced
 from ranker.connections import request_redis
 from ranker.errors import ConfigurationError
 from ranker.memory import RedisMemory
 from ranker.models import Limits
-from ranker.moderation import Moderation
+from ranker.moderation import Moderation, PlayerRecords
 from ranker.pages import Pages
 from ranker.ranking import Ranking
 from ranker.settings import Settings
@@ -105,15 +109,20 @@ def create_app(
             archive,
             records,
         )
+        # The feeds of live streams read through the state, so the hub comes after it.
+        app.state.ranker.live = hub = live_hub(app.state.ranker)
         stop = asyncio.Event()
         # The memory watcher runs in every API process (each refuses on its own reading).
         tasks = [asyncio.create_task(memory.run(stop), name=memory.name)]
         tasks += [asyncio.create_task(svc.run(stop), name=svc.name) for svc in background]
+        tasks.append(asyncio.create_task(watch_readiness(app.state.ranker, stop), name="readiness"))
         try:
             yield
         finally:
             # In-flight requests have finished when uvicorn runs this; background services
-            # finish their current batch and acknowledge it before they return.
+            # finish their current batch and acknowledge it before they return. Streams have
+            # ended at the exit signal (ranker.api.stream_routes); in process, they end here.
+            await hub.close()
             stop.set()
             if tasks:
                 _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
@@ -127,6 +136,10 @@ def create_app(
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
         middleware=[
+            # Outermost: every answer, a refusal at the edge or a preflight too, has an id.
+            Middleware(RequestContext, access_log=settings.access_log),
+            # Inside it, so that a request's span names its id; with traces off, none.
+            *traced(),
             *cors(settings),
             Middleware(
                 RequestLimits,

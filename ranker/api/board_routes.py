@@ -12,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ranker.api.auth import Scope
-from ranker.api.guards import caller_of, guarded, observed, printable
+from ranker.api.board_reads import board_period, board_record, path_board_id, period_key, top_page
+from ranker.api.guards import caller_of, guarded, observed
 from ranker.api.inputs import (
     invalid,
     path_user_id,
@@ -24,12 +25,11 @@ from ranker.api.inputs import (
 from ranker.api.problems import JSON
 from ranker.api.state import AppState, state_of
 from ranker.catalog import Record
-from ranker.connections import translate_redis_errors
 from ranker.definitions import BOARD_ID_PATTERN, Board, BoardDefinition, PeriodOut
-from ranker.errors import InvalidInput, NotFound, NotReady, Unavailable
+from ranker.errors import InvalidInput
 from ranker.models import FieldError, LookupRequest
 from ranker.periods import PERIOD_PATTERN, Period, period_by_id
-from ranker.placements import ARCHIVE_TTL_S, period_of, resolve_period, retained, slot_of
+from ranker.placements import period_of, retained, slot_of
 
 _BOARD_ID = re.compile(BOARD_ID_PATTERN)
 _PERIOD_CURSOR = re.compile(PERIOD_PATTERN)
@@ -51,7 +51,7 @@ async def list_boards(request: Request) -> Response:
 async def get_board(request: Request) -> Response:
     state = state_of(request)
     reject_unknown_query(request, set())
-    (board,) = await _described(state, [await _record(state, request)])
+    (board,) = await _described(state, [await board_record(state, path_board_id(request))])
     return JSON(board)
 
 
@@ -84,7 +84,7 @@ async def delete_board(request: Request) -> Response:
         raise InvalidInput(
             "purge must be true or false", [FieldError(field="purge", message="true or false")]
         )
-    board_id = _path_board_id(request)
+    board_id = path_board_id(request)
     await state.ranking.catalog.delete(board_id, purge=purge == "true", actor=caller_of(request))
     return JSON({"id": board_id, "state": "purged" if purge == "true" else "deleted"})
 
@@ -95,11 +95,10 @@ async def board_top(request: Request) -> Response:
     state = state_of(request)
     reject_unknown_query(request, {"limit", "period", "cursor"})
     limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
-    record, period = await _board_period(state, request, request.query_params.get("period"))
-    board = record.definition
-    key = await _key(state, board, period)
+    wanted = request.query_params.get("period")
+    record, period = await board_period(state, path_board_id(request), wanted)
     cursor = request.query_params.get("cursor")
-    return JSON(await state.pages.top(key, board.id, period.id, board.order, limit, cursor))
+    return JSON(await top_page(state, record, period, limit, cursor))
 
 
 @observed("board_player")
@@ -108,9 +107,10 @@ async def board_player(request: Request) -> Response:
     state = state_of(request)
     reject_unknown_query(request, {"period"})
     user_id = path_user_id(request)
-    record, period = await _board_period(state, request, request.query_params.get("period"))
+    wanted = request.query_params.get("period")
+    record, period = await board_period(state, path_board_id(request), wanted)
     board = record.definition
-    key = await _key(state, board, period)
+    key = await period_key(state, board, period)
     return JSON(await state.pages.player(key, board.id, period.id, board.order, user_id))
 
 
@@ -121,9 +121,10 @@ async def board_around(request: Request) -> Response:
     reject_unknown_query(request, {"limit", "period"})
     user_id = path_user_id(request)
     limit = query_int(request, "limit", 11, 1, state.settings.top_limit_max)
-    record, period = await _board_period(state, request, request.query_params.get("period"))
+    wanted = request.query_params.get("period")
+    record, period = await board_period(state, path_board_id(request), wanted)
     board = record.definition
-    key = await _key(state, board, period)
+    key = await period_key(state, board, period)
     return JSON(await state.pages.around(key, board.id, period.id, board.order, user_id, limit))
 
 
@@ -138,9 +139,9 @@ async def board_lookup(request: Request) -> Response:
         wanted = LookupRequest.model_validate_json(body)
     except ValidationError as exc:
         raise invalid(exc) from None
-    record, period = await _board_period(state, request, wanted.period)
+    record, period = await board_period(state, path_board_id(request), wanted.period)
     board = record.definition
-    key = await _key(state, board, period)
+    key = await period_key(state, board, period)
     found = await state.pages.lookup(key, board.id, period.id, board.order, wanted.user_ids)
     return JSON(found)
 
@@ -152,7 +153,7 @@ async def board_periods(request: Request) -> Response:
     members counted there), then those of PostgreSQL, by pages of ``PERIODS_PAGE``."""
     state = state_of(request)
     reject_unknown_query(request, {"cursor"})
-    record = await _record(state, request)
+    record = await board_record(state, path_board_id(request))
     board = record.definition
     before = request.query_params.get("cursor")
     if before is not None and not _PERIOD_CURSOR.match(before):
@@ -176,55 +177,6 @@ async def board_periods(request: Request) -> Response:
     ]
     more = len(found) >= PERIODS_PAGE
     return JSON({"periods": page, "next_cursor": found[PERIODS_PAGE - 1][0] if more else None})
-
-
-def _path_board_id(request: Request) -> str:
-    board_id: str = request.path_params["board_id"]
-    if not _BOARD_ID.match(board_id):
-        raise NotFound(f"there is no board {printable(board_id)!r}")
-    return board_id
-
-
-async def _record(state: AppState, request: Request) -> Record:
-    """The board the path names (a deleted one too: its periods stay readable)."""
-    board_id = _path_board_id(request)
-    record = (await state.ranking.catalog.snapshot()).find(board_id)
-    if record is None:
-        raise NotFound(f"there is no board {board_id!r}")
-    return record
-
-
-async def _board_period(
-    state: AppState, request: Request, wanted: str | None
-) -> tuple[Record, Period]:
-    record = await _record(state, request)
-    if record.state == "filling":
-        raise NotReady(
-            f"board {record.definition.id} is being computed from past sessions; retry shortly",
-            state.settings.retry_after_s,
-        )
-    period = resolve_period(record.definition, wanted or "current", state.ranking.now())
-    return record, period
-
-
-async def _key(state: AppState, board: BoardDefinition, period: Period) -> str:
-    """The sorted set holding ``period``: its live key while Redis retains it, else a copy
-    reloaded from PostgreSQL (kept while it is read: EXPIRE both renews it and says whether
-    it is there)."""
-    slot = slot_of(board, period.id)
-    if any(p.id == period.id for p in retained(board, state.ranking.now())):
-        return state.ranking.keys.board(slot)
-    key = state.ranking.keys.archive(slot)
-    with translate_redis_errors():
-        present = await state.redis.expire(key, ARCHIVE_TTL_S)
-    if not present:
-        if state.archive is None:
-            raise Unavailable(
-                f"period {period.id} of board {board.id} is only in PostgreSQL, which this "
-                "process does not read"
-            )
-        await state.archive.load(board.id, period.id, key)
-    return key
 
 
 def _period_out(period: Period) -> PeriodOut:

@@ -16,7 +16,7 @@ from ranker.api.openapi_parts import (
     unavailable,
 )
 from ranker.definitions import BOARD_ID_PATTERN, Board, time_zones, title_pattern
-from ranker.models import BoardPage, BoardPlayer, LookupRequest, LookupResponse
+from ranker.models import BoardPage, BoardPlayer, LookupRequest, LookupResponse, Problem
 from ranker.periods import PERIOD_PATTERN
 from ranker.settings import Settings
 
@@ -128,6 +128,65 @@ def _lookup(settings: Settings) -> dict[str, Any]:
     return lookup
 
 
+def _event(name: str, media_type: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """One kind of server-sent event: its name, its increasing id and its JSON data."""
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {
+            "event": {"const": name},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {"type": "string", "contentMediaType": media_type, "contentSchema": schema},
+        },
+        "required": ["event", "id", "data"],
+    }
+
+
+def _stream(settings: Settings) -> dict[str, Any]:
+    events = {
+        # OpenAPI 3.1: the schema of an event stream is that of each of its events.
+        "schema": {
+            "oneOf": [
+                _event(
+                    "top",
+                    "application/json",
+                    ref(BoardPage),
+                    "The page, exactly as GET /api/boards/{board_id}/top answers it",
+                ),
+                _event(
+                    "unavailable",
+                    "application/problem+json",
+                    ref(Problem),
+                    "The page cannot be read now (once per outage; top events follow when it "
+                    "can), or no longer (the stream then ends)",
+                ),
+            ]
+        }
+    }
+    stream = _read(
+        "Live updates of a page of a board's period (server-sent events)",
+        settings,
+        ["board_id", "limit", "period"],
+        {"description": "An event stream", "content": {"text/event-stream": events}},
+    )
+    stream["description"] = (
+        "`retry: 1000`, then the page as it is (`event: top`), then an event each time it "
+        f"changes, at most one every {settings.stream_interval_ms} ms; `: ping` comments keep "
+        f"the connection alive. The server ends the stream within {settings.stream_max_s:g} s "
+        "(EventSource reconnects by itself). With `period=current` the stream follows the "
+        "board into its next period."
+    )
+    stream["responses"] |= {
+        "400": problem("Several Authorization headers"),
+        "404": problem("No such board, or the period has not begun"),
+        "503": problem(
+            "Redis unreachable, the board being filled or the boards rebuilt, or this process "
+            "holds all the streams it may (Retry-After says when to retry)"
+        ),
+    }
+    return stream
+
+
 def board_paths(settings: Settings) -> dict[str, Any]:
     """The paths of ``/api/boards``."""
     admin: dict[str, Any] = {"security": [{"apiKey": []}]}
@@ -210,6 +269,7 @@ def board_paths(settings: Settings) -> dict[str, Any]:
                 json_body(ref(BoardPage), "Ties share a rank; next_cursor is null at the end"),
             )
         },
+        "/api/boards/{board_id}/stream": {"get": _stream(settings)},
         "/api/boards/{board_id}/players/{user_id}": {
             "get": _read(
                 "A player's score, rank and percentile in a board's period",

@@ -11,12 +11,12 @@ happens by itself (the watchdog completes it).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ranker import moderation
 from ranker.api.auth import Scope
 from ranker.api.guards import caller_of, guarded, is_admin, observed
 from ranker.api.inputs import (
@@ -27,11 +27,11 @@ from ranker.api.inputs import (
     reject_unknown_query,
 )
 from ranker.api.problems import JSON
-from ranker.api.state import AppState, PlayerRecords, state_of
+from ranker.api.state import AppState, state_of
 from ranker.connections import translate_redis_errors
 from ranker.errors import InvalidInput, NotFound, Unavailable
 from ranker.models import SESSION_ID_PATTERN, FieldError
-from ranker.moderation import BANNED, StoredSession, VoidedSession, is_pending
+from ranker.moderation import BANNED, PlayerRecords, StoredSession, VoidedSession, is_pending
 from ranker.placements import period_of, slot_of
 from ranker.player_models import (
     AuditEntryOut,
@@ -91,8 +91,9 @@ async def ban_player(request: Request) -> Response:
     user_id = path_user_id(request)
     wanted = await _reason(request, state, BanRequest)
     records = _records(state)
-    entry = await state.moderation.ban(user_id, caller_of(request), wanted.reason or "")
-    done = entry is None or await records.wait_persisted(entry, state.settings.moderation_wait_s)
+    _, done = await moderation.ban_player(
+        state.moderation, records, user_id, caller_of(request), wanted.reason or ""
+    )
     return await _result(state, "ban", user_id, done)
 
 
@@ -104,10 +105,9 @@ async def unban_player(request: Request) -> Response:
     user_id = path_user_id(request)
     wanted = await _reason(request, state, ModerationRequest)
     records = _records(state)
-    pending = await state.moderation.unban(user_id, caller_of(request), wanted.reason or "")
-    if pending is None:
-        raise NotFound(f"player {user_id} is not banned")
-    done = await records.complete(pending, state.settings.moderation_wait_s)
+    done = await moderation.unban_player(
+        state.moderation, records, user_id, caller_of(request), wanted.reason or ""
+    )
     return await _result(state, "unban", user_id, done)
 
 
@@ -120,21 +120,12 @@ async def void_session(request: Request) -> Response:
     wanted = await _reason(request, state, ModerationRequest)
     records = _records(state)
     stored = await _stored_session(state, records, session_id)
-    if stored.voided_at is not None and not stored.voided_by_ban:
+    done = await moderation.void_session(
+        state.moderation, records, session_id, stored, caller_of(request), wanted.reason or ""
+    )
+    if done is None:
         done = True  # voided alone before: nothing changes, the answer is the same
     else:
-        entry, pending = await state.moderation.void(
-            stored.user_id,
-            str(stored.event_id),
-            session_id,
-            caller_of(request),
-            wanted.reason or "",
-        )
-        wait_s = state.settings.moderation_wait_s
-        if pending is None:
-            done = await records.wait_persisted(entry, wait_s)
-        else:
-            done = await records.complete(pending, wait_s)
         stored = await records.session(session_id) or stored
     return await _result(state, "void", stored.user_id, done, _voided(session_id, stored))
 
@@ -197,8 +188,10 @@ async def _stored_session(
     stored = await records.session(session_id)
     if stored is None:
         with translate_redis_errors():
-            accepted = await state.redis.exists(state.ranking.keys.seen(session_id))
-            last: Any = await state.redis.xrevrange(state.ranking.keys.events, count=1)
+            async with state.redis.pipeline(transaction=False) as pipe:  # one round trip
+                pipe.exists(state.ranking.keys.seen(session_id))
+                pipe.xrevrange(state.ranking.keys.events, count=1)
+                accepted, last = await pipe.execute()
         if accepted and last:
             await records.wait_persisted(last[0][0].decode(), state.settings.moderation_wait_s)
             stored = await records.session(session_id)

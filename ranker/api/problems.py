@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ranker import logs
 from ranker.errors import ClientGone, RankerError, Unavailable
 from ranker.models import FieldError, Problem
 
@@ -43,7 +44,13 @@ def problem(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A problem+json response."""
-    body = Problem(title=title, status=status, detail=detail, errors=list(errors))
+    body = Problem(
+        title=title,
+        status=status,
+        detail=detail,
+        errors=list(errors),
+        request_id=logs.request_id.get() or None,
+    )
     return Response(orjson.dumps(body.model_dump()), status, headers, media_type=PROBLEM_TYPE)
 
 

@@ -24,7 +24,9 @@ from ranker.api.inputs import (
 from ranker.api.openapi import openapi_document
 from ranker.api.player_routes import player_routes
 from ranker.api.problems import JSON
+from ranker.api.readiness import readiness
 from ranker.api.state import state_of
+from ranker.api.stream_routes import stream_routes
 from ranker.errors import (
     BacklogFull,
     ClientGone,
@@ -104,38 +106,11 @@ async def healthz(request: Request) -> Response:
 
 @observed("readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: Redis answers, the boards are loaded, the backlog is under its limit, Redis
-    memory is under the watermark (read afresh here, which also updates what submit consults)
-    and no background service reports a problem (its reason is the answer's ``detail``)."""
-    state = state_of(request)
-    limit = state.settings.max_backlog
-    try:
-        loaded = await state.ranking.ready()
-        backlog = await state.ranking.backlog()
-        memory = await state.memory.refresh()
-    except RedisUnavailable as exc:
-        down = {"ready": False, "redis": "unreachable", "detail": exc.detail}
-        return JSON(down, status_code=503, headers={"Retry-After": "1"})
-    metrics.backlog.set(backlog)
-    # A worker in this process refused by the namespace's binding persists nothing: the
-    # backlog would grow unseen until it filled, so readiness says why at once.
-    problems = [problem for svc in state.background if (problem := svc.problem())]
-    ready = loaded and backlog < limit and not memory.full and not problems
-    body: dict[str, object] = {
-        "ready": ready,
-        "redis": "ok",
-        "boards_loaded": loaded,
-        "backlog": backlog,
-        "backlog_limit": limit,
-        "redis_memory": memory.report(),
-    }
-    if problems:
-        body["detail"] = "; ".join(problems)
-    return JSON(
-        body,
-        status_code=200 if ready else 503,
-        headers=None if ready else {"Retry-After": str(state.settings.retry_after_s)},
-    )
+    """Readiness (``ranker.api.readiness``): 200 when ready, else 503 with ``Retry-After`` and
+    the reason; ``ranker_ready`` follows each answer."""
+    found = await readiness(state_of(request))
+    retry = None if found.retry_after_s is None else {"Retry-After": str(found.retry_after_s)}
+    return JSON(found.body, status_code=200 if found.ready else 503, headers=retry)
 
 
 async def prometheus(request: Request) -> Response:
@@ -169,6 +144,7 @@ def routes(public_metrics: bool = True) -> list[BaseRoute]:
         Route("/api/leaderboard/rank/{user_id}", rank, methods=["GET"]),
         Route("/api/leaderboard/around/{user_id}", around, methods=["GET"]),
         *board_routes(),
+        *stream_routes(),
         *player_routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -12,17 +12,11 @@ from starlette.requests import Request
 
 from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.auth import KeyRing
+from ranker.api.live import Hub
 from ranker.api.ratelimit import RateLimits
 from ranker.memory import RedisMemory
 from ranker.models import Limits
-from ranker.moderation import (
-    AuditEntry,
-    Moderation,
-    Pending,
-    PlayerRecord,
-    StoredSession,
-    VoidedSession,
-)
+from ranker.moderation import Moderation, PlayerRecords
 from ranker.pages import Pages
 from ranker.ranking import Ranking
 from ranker.settings import Settings
@@ -56,31 +50,6 @@ class ArchivedPeriods(Protocol):
         ...
 
 
-class PlayerRecords(Protocol):
-    """What PostgreSQL holds of players, and the completion of moderation actions
-    (``persistence.moderation.Moderator``, handed in by ``ranker.cli``)."""
-
-    async def wait_persisted(self, entry_id: str, timeout_s: float) -> bool:
-        """Whether PostgreSQL holds every stream entry up to ``entry_id`` within ``timeout_s``."""
-        ...
-
-    async def complete(self, pending: Pending, timeout_s: float) -> bool:
-        """Apply an unban's or a void's recomputed scores to Redis; whether done in time."""
-        ...
-
-    async def session(self, session_id: str) -> StoredSession | None:
-        """The newest stored session of that id."""
-        ...
-
-    async def record(self, user_id: int, limit: int) -> tuple[PlayerRecord, list[VoidedSession]]:
-        """A player's session counts and ban, and their latest voided sessions."""
-        ...
-
-    async def audit(self, before: int | None, limit: int) -> list[AuditEntry]:
-        """Admin actions newest first, older than ``before`` when given."""
-        ...
-
-
 @dataclass
 class AppState:
     """What request handlers use: settings, the Redis client and the ranking of the namespace
@@ -100,6 +69,8 @@ class AppState:
     background: Sequence[BackgroundService] = ()
     archive: ArchivedPeriods | None = None
     records: PlayerRecords | None = None
+    #: The feeds of the live streams (made by the lifespan, which reads through this state).
+    live: Hub | None = None
 
 
 def state_of(request: Request) -> AppState:

@@ -150,7 +150,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         "host": args.host,
         "port": args.port or settings.port,
         "log_level": settings.log_level,
-        "access_log": False,
+        "access_log": False,  # ranker's own request log has the request id and key id
+        # No logging config of uvicorn's own: its records reach the root logger, so they take
+        # ranker's format and file (ranker.logs).
+        "log_config": None,
         "server_header": False,  # a `server: uvicorn` answer tells an attacker the stack
         # X-Forwarded-For only from the proxies named (uvicorn's default trusts 127.0.0.1, so
         # any local client could pick its own address and rate-limit budget).
@@ -214,6 +217,9 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
         await Persistence(settings).run(stop)
         return 0
 
+    if settings.metrics_port is not None and not args.burst:
+        # Its lag, batches, commits and rebuilds, for Prometheus to scrape where it runs alone.
+        metrics.serve_on_own_port(args.metrics_host, settings.metrics_port)
     return run_until_signalled(run)
 
 

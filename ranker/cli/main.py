@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from ranker import logs, tracing
 from ranker.cli import commands, dev, moderate
 from ranker.errors import RankerError
 from ranker.settings import Settings
@@ -36,6 +36,9 @@ COMMANDS: dict[str, Command] = {
     "unban": moderate.unban,
     "void": moderate.void,
 }
+#: The commands that make spans (with RANKER_OTLP_ENDPOINT set): requests, worker batches,
+#: rebuilds. The others would only pay for starting OpenTelemetry.
+TRACED = frozenset({"serve", "worker", "rebuild", "seed", "dev"})
 #: Enough for any demo or benchmark data set, and far from what a typo could ask for.
 SEED_PLAYERS_MAX = 100_000_000
 SEED_SESSIONS_MAX = 1_000_000_000
@@ -92,6 +95,11 @@ def parser() -> argparse.ArgumentParser:
     )
     worker = sub.add_parser("worker", help="persist submissions to PostgreSQL; rebuild if wiped")
     worker.add_argument("--burst", action="store_true", help="drain the backlog, then exit")
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address of /metrics on RANKER_METRICS_PORT (when set)",
+    )
     sub.add_parser("migrate", help="apply pending database migrations")
     rebuild = sub.add_parser("rebuild", help="reload the boards in Redis from PostgreSQL")
     rebuild.add_argument(
@@ -158,9 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"ranker: invalid settings: {setting_errors(exc)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings)
+    if args.command in TRACED:
+        tracing.configure(settings, args.command)
     try:
         return COMMANDS[args.command](args, settings)
     except RankerError as exc:

@@ -12,7 +12,13 @@ from persistence.database import pool_for
 from persistence.moderation import Moderator
 from ranker.connections import background_redis
 from ranker.errors import NotFound
-from ranker.moderation import Moderation, PlayerRecord
+from ranker.moderation import (
+    Moderation,
+    PlayerRecord,
+    ban_player,
+    unban_player,
+    void_session,
+)
 from ranker.settings import Settings
 
 #: Who the audit log names for an action taken here (there is no API key).
@@ -47,10 +53,9 @@ def ban(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> str:
         async with _moderating(settings) as (moderation, records):
-            entry = await moderation.ban(args.user_id, ACTOR, args.reason)
-            if entry is None:
+            changed, done = await ban_player(moderation, records, args.user_id, ACTOR, args.reason)
+            if not changed:
                 return f"player {args.user_id} was already banned: nothing changed"
-            done = await records.wait_persisted(entry, settings.moderation_wait_s)
             after, _ = await records.record(args.user_id, 0)
             return f"banned player {args.user_id}: {_counts(after)}{_waited(done, settings)}"
 
@@ -63,10 +68,7 @@ def unban(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> str:
         async with _moderating(settings) as (moderation, records):
-            pending = await moderation.unban(args.user_id, ACTOR, args.reason or "")
-            if pending is None:
-                raise NotFound(f"player {args.user_id} is not banned")
-            done = await records.complete(pending, settings.moderation_wait_s)
+            done = await unban_player(moderation, records, args.user_id, ACTOR, args.reason or "")
             after, _ = await records.record(args.user_id, 0)
             return (
                 f"unbanned player {args.user_id}: their boards recomputed from the log, "
@@ -86,16 +88,11 @@ def void(args: argparse.Namespace, settings: Settings) -> int:
             if stored is None:
                 raise NotFound(f"there is no stored session {args.session_id!r}")
             what = f"session {args.session_id} (player {stored.user_id}, score {stored.score})"
-            if stored.voided_at is not None and not stored.voided_by_ban:
-                return f"{what} was already voided: nothing changed"
-            entry, pending = await moderation.void(
-                stored.user_id, str(stored.event_id), args.session_id, ACTOR, args.reason or ""
+            done = await void_session(
+                moderation, records, args.session_id, stored, ACTOR, args.reason or ""
             )
-            wait_s = settings.moderation_wait_s
-            if pending is None:
-                done = await records.wait_persisted(entry, wait_s)
-            else:
-                done = await records.complete(pending, wait_s)
+            if done is None:
+                return f"{what} was already voided: nothing changed"
             return f"voided {what}: its boards recomputed{_waited(done, settings)}"
 
     print(asyncio.run(run()))

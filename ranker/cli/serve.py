@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from persistence.archive import Archive
 from persistence.moderation import Moderator
 from persistence.service import Persistence
+from ranker import logs, tracing
 from ranker.api.app import create_app
 from ranker.api.state import BackgroundService
 from ranker.settings import Settings
@@ -24,6 +25,8 @@ NO_WORKER_ENV = "RANKER_SERVE_NO_WORKER"
 def app() -> Starlette:
     """The API, with the write-behind worker and the rebuild watchdog beside it."""
     settings = Settings()
+    logs.configure(settings)  # a process of its own: the log as `ranker serve` set it up
+    tracing.configure(settings, "serve")  # and its traces, with RANKER_OTLP_ENDPOINT set
     archive = Archive(settings)  # reads of past periods that left Redis
     records = Moderator(settings)  # players in PostgreSQL, moderation's completion
     background: list[BackgroundService] = [archive, records]

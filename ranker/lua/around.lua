@@ -8,17 +8,7 @@
 -- first entry and first_position its 0-based position, from which the caller derives the
 -- others' ranks. first_rank is false when the player is not on the board; ready is 0 when the
 -- namespace is not loaded.
--- The display names of the listed members (false: none), in one HMGET.
-local function names_of(flat, stride)
-    if #flat == 0 then
-        return {}
-    end
-    local ids = {}
-    for i = 1, #flat, stride do
-        ids[#ids + 1] = flat[i]
-    end
-    return redis.call('HMGET', KEYS[3], unpack(ids))
-end
+-- include: names_of
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {0, false, 0, {}, {}}
 end

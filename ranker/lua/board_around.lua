@@ -15,17 +15,7 @@
 -- player's position: away from the ends, floor((length - 1) / 2) players above the player and
 -- floor(length / 2) below (an even length puts the player just above the middle). Near either
 -- end the window slides instead of shrinking, so it holds length players whenever the board does.
--- The display names of the listed members (false: none), in one HMGET.
-local function names_of(flat, stride)
-    if #flat == 0 then
-        return {}
-    end
-    local ids = {}
-    for i = 1, #flat, stride do
-        ids[#ids + 1] = flat[i]
-    end
-    return redis.call('HMGET', KEYS[3], unpack(ids))
-end
+-- include: names_of
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {0, 0, 0, 0, 0, {}, {}}
 end

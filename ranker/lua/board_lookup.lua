@@ -10,17 +10,7 @@
 -- board order); absent players are left out. Rank is 1 + the number of players with a strictly
 -- better score (ties share a rank). ready is 0 (members 0, entries empty) when the namespace is
 -- not loaded. One ZMSCORE and one O(log n) ZCOUNT per player found.
--- The display names of the listed members (false: none), in one HMGET.
-local function names_of(flat, stride)
-    if #flat == 0 then
-        return {}
-    end
-    local ids = {}
-    for i = 1, #flat, stride do
-        ids[#ids + 1] = flat[i]
-    end
-    return redis.call('HMGET', KEYS[3], unpack(ids))
-end
+-- include: names_of
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {0, 0, {}, {}}
 end

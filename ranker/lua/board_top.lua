@@ -11,17 +11,7 @@
 -- empty), from which the caller derives the others' ranks; names the entries'
 -- display names in order (false: none; one HMGET for the page). ready is 0 (the rest 0 and empty)
 -- when the namespace is not loaded. O(log n + length).
--- The display names of the listed members (false: none), in one HMGET.
-local function names_of(flat, stride)
-    if #flat == 0 then
-        return {}
-    end
-    local ids = {}
-    for i = 1, #flat, stride do
-        ids[#ids + 1] = flat[i]
-    end
-    return redis.call('HMGET', KEYS[3], unpack(ids))
-end
+-- include: names_of
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {0, 0, 0, {}, {}}
 end

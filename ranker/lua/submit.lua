@@ -19,7 +19,11 @@
 -- ARGV[11] the definitions version the caller placed the session with ("": none)
 -- ARGV[12] the placements, as the stream entry lists them (ranker.placements)
 -- ARGV[13] the display name the session sets ("": none)
--- ARGV[14 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
+-- ARGV[14] the id of the request that submits it ("": none), kept in the stream entry (`q`)
+--          so that the worker's log line for the batch that persists it names it
+-- ARGV[15] the W3C traceparent of the request's span ("": traces off), kept in the stream
+--          entry (`w`) so that the span of the batch that persists it links to it
+-- ARGV[16 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
 --          n: keep the newest), order (desc or asc: which scores rank first), and when the
 --          key expires (unix ms; 0: never)
 --
@@ -49,7 +53,7 @@ local function standings(status, reply)
         local score = redis.call('ZSCORE', board, user)
         local rank = false
         if score then
-            if ARGV[13 + 3 * i - 1] == 'asc' then
+            if ARGV[15 + 3 * i - 1] == 'asc' then
                 rank = redis.call('ZCOUNT', board, '-inf', '(' .. score) + 1
             else
                 rank = redis.call('ZCOUNT', board, '(' .. score, '+inf') + 1
@@ -107,9 +111,9 @@ local function apply(key, op, score)
 end
 
 for i = 1, n do
-    local op = ARGV[13 + 3 * i - 2]
+    local op = ARGV[15 + 3 * i - 2]
     apply(KEYS[9 + i], op, ARGV[2])
-    local expires = ARGV[13 + 3 * i]
+    local expires = ARGV[15 + 3 * i]
     if expires ~= '0' then
         redis.call('PEXPIREAT', KEYS[9 + i], expires)
     end
@@ -131,6 +135,14 @@ if ARGV[13] ~= '' then
     end
     table.insert(fields, 'n')
     table.insert(fields, ARGV[13])
+end
+if ARGV[14] ~= '' then
+    table.insert(fields, 'q')
+    table.insert(fields, ARGV[14])
+end
+if ARGV[15] ~= '' then
+    table.insert(fields, 'w')
+    table.insert(fields, ARGV[15])
 end
 if generation then
     -- The tag tells the rebuild this entry is also in its delta keys.

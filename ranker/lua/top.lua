@@ -6,17 +6,7 @@
 -- Returns {ready, entries, names}: entries is the flat ZREVRANGE ... WITHSCORES reply
 -- (member, score, member, score, ...), names the entries' display names in order (false:
 -- none); ready is 0 (and the lists empty) when the namespace is not loaded. The first entry's rank is 1; the caller derives the others from ties.
--- The display names of the listed members (false: none), in one HMGET.
-local function names_of(flat, stride)
-    if #flat == 0 then
-        return {}
-    end
-    local ids = {}
-    for i = 1, #flat, stride do
-        ids[#ids + 1] = flat[i]
-    end
-    return redis.call('HMGET', KEYS[3], unpack(ids))
-end
+-- include: names_of
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return {0, {}, {}}
 end

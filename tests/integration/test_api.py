@@ -89,6 +89,14 @@ async def test_unknown_player_is_a_404_problem(client: httpx.AsyncClient) -> Non
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 404
+    assert response.json()["detail"] == "player 424242 has no score in the leaderboard"
+
+
+async def test_a_404_names_the_game_mode_not_an_internal_key(client: httpx.AsyncClient) -> None:
+    for path in ("rank", "around"):
+        response = await client.get(f"/api/leaderboard/{path}/424242?mode=solo")
+        assert response.status_code == 404
+        assert response.json()["detail"] == "player 424242 has no score in game mode solo"
 
 
 async def test_reads_answer_503_and_not_ready_while_the_boards_are_wiped(

@@ -29,7 +29,7 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         "loadgen.bench",
         *("--players", "1000", "--sessions", "4000", "--rates", "100"),
         *("--duration", "0.5", "--warmup", "0.2", "--connections", "4"),
-        *("--drain-events", "1500", "--repeats", "2"),
+        *("--drain-events", "1500", "--repeats", "2", "--stream-steps", "50"),
         *("--out", str(out), "--markdown", str(markdown)),
     )
 
@@ -48,6 +48,7 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         "edge",
         "boards",
         "verify_boards",
+        "stream",
     }
     assert figures["verify"].startswith("ok: ")
     assert figures["drain"]["events"] == 1500
@@ -59,7 +60,7 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         assert set(figures["http"][workload]) == {"100", "max"}
         assert figures["http"][workload]["max"]["count"] > 0
         assert figures["http"][workload]["100"]["errors"] == {}
-    assert len(figures["edge"]) == 6
+    assert len(figures["edge"]) == 7
     boards = figures["boards"]
     assert len(boards["submit_two"]) == len(boards["submit_five"]) == 2
     assert all(run["count"] > 0 for run in boards["submit_five"])
@@ -70,6 +71,9 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert boards["walk"]["members"] > 0
     assert figures["verify_boards"].startswith("ok: ")
     assert "## Boards: the five-board set" in markdown.read_text()
+    (live,) = figures["stream"]["steps"]
+    assert live["streams"] == 50 and live["refused"] == live["dropped"] == 0
+    assert "## Live pages per API process" in markdown.read_text()
     for name, by_workload in figures["edge"].items():
         for workload, run in by_workload.items():
             assert run["count"] > 0 and run["errors"] == {}, (name, workload, run["errors"])
@@ -77,6 +81,8 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert set(figures["edge"]["ranker, uvicorn h11"]) == {"rank", "submit"}
     text = markdown.read_text()
     assert "## The edge: HTTP stacks and abuse limits" in text
+    assert set(figures["edge"]["ranker, guarded edge, request log off"]) == {"rank"}
+    assert "The request log (one line per request, `RANKER_ACCESS_LOG`): rank " in text
     # No run at 1,000 req/s: the targets read there are said to be unmeasured, not invented.
     assert "| rank p99 at 1,000 req/s | - | <= 5 ms | not measured |" in text
     for plot in ("latency-by-rate.png", "max-throughput.png", "worker-lag.png"):

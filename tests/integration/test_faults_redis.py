@@ -48,7 +48,9 @@ from tests.fixtures.ranker import (
 #: The flow: submissions (unique session ids) and reads, paced over several connections.
 RATE_PER_S = 250
 CONNECTIONS = 8
-READ_EVERY = 5  # one request in five is a read: the top, or the rank of a player
+#: Connections that only read (the top, or the rank of a player); the others only submit. Each
+#: keeps one request in flight, so every outage overlaps a read as surely as a submission.
+READERS = 2
 PLAYERS = 500
 PROBE_INTERVAL_S = 0.02  # how often the flow asks /readyz
 #: A request still unanswered after this long hangs: the test fails on it.
@@ -183,7 +185,7 @@ class Flow:
         for n in itertools.count():
             if self._stop.is_set():
                 return
-            if n % READ_EVERY == READ_EVERY - 1:
+            if index < READERS:
                 outcome = await self._read(rng)
             else:
                 outcome = await self._submit(rng, f"{self.prefix}-{index}-{n}")

@@ -12,6 +12,33 @@ def test_every_lua_file_is_registered_and_every_name_has_a_file() -> None:
 
 
 @pytest.mark.parametrize("name", scripts.NAMES)
+def test_includes_are_replaced_by_their_library_text(name: str) -> None:
+    raw = (scripts.resources.files("ranker") / "lua" / f"{name}.lua").read_text()
+    included = re.findall(r"^-- include: (\w+)$", raw, re.MULTILINE)
+    text = scripts.source(name)
+
+    assert "-- include:" not in text
+    for library in included:
+        assert text.count(scripts.library(library).rstrip("\n")) == 1, (name, library)
+
+
+def test_the_names_helper_is_written_once_and_included_by_every_read_of_a_page() -> None:
+    including = {
+        name for name in scripts.NAMES if "local function names_of" in scripts.source(name)
+    }
+
+    assert including == {"top", "around", "board_top", "board_around", "board_lookup"}
+    for path in (scripts.resources.files("ranker") / "lua").iterdir():
+        if path.name.endswith(".lua"):
+            assert "local function names_of" not in path.read_text(), path.name
+
+
+def test_an_include_of_no_library_is_an_error() -> None:
+    with pytest.raises(FileNotFoundError):
+        scripts.library("no_such_helper")
+
+
+@pytest.mark.parametrize("name", scripts.NAMES)
 def test_each_script_documents_keys_argv_and_returns(name: str) -> None:
     header = scripts.source(name).split("\n\n")[0]
 

@@ -1,0 +1,104 @@
+"""The log: its format (text or JSON lines), where it goes (stderr, and a rotating file), and
+the request id that every line a request causes carries.
+
+The request id lives in a context variable: set by the API's edge for each request
+(``ranker.api.access``), it reaches every record logged while the request is served, the
+submission's stream entry (``ranker.ranking``) and from there the worker's line for the batch
+that persisted it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+from contextvars import ContextVar
+from typing import TypeGuard
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
+from pythonjsonlogger.json import JsonFormatter
+
+from ranker.settings import Settings
+
+#: The id of the request being served ("" outside any request).
+request_id: ContextVar[str] = ContextVar("request_id", default="")
+#: An incoming ``X-Request-ID`` is kept when it is 1 to 64 printable ASCII characters without
+#: a space (it goes into log lines and stream entries as it is); any other is replaced.
+REQUEST_ID_PATTERN = "^[!-~]{1,64}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+JSON_FIELDS = ("asctime", "levelname", "name", "request_id", "message")
+#: The name of the handlers ``configure`` installs (a second call replaces them).
+HANDLER_NAME = "ranker"
+
+
+def new_request_id() -> str:
+    """A fresh request id: 16 hex digits (64 random bits)."""
+    return secrets.token_hex(8)
+
+
+def valid_request_id(value: str | None) -> TypeGuard[str]:
+    """Whether ``value`` may be kept as a request id."""
+    return value is not None and _REQUEST_ID.match(value) is not None
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every record the id of the request it was logged in (``-`` outside one), so the
+    formats can name it; a record that brings its own (``extra``) keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", ""):
+            record.request_id = request_id.get() or "-"
+        return True
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """A text or a JSON-lines formatter; JSON keys: time, level, logger, request_id, message,
+    and any ``extra`` fields of the record (an access line's method, path, status...)."""
+    if log_format == "json":
+        return JsonFormatter(
+            " ".join(f"%({name})s" for name in JSON_FIELDS),
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            json_ensure_ascii=False,
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is written, not when the handler was
+    made (a test's capture replaces it, and closes the one it replaced)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure(settings: Settings) -> None:
+    """Send the root logger's records to stderr and, with ``RANKER_LOG_FILE``, to a file
+    rotated by size. The file handler locks around each write and each rotation, so the API
+    processes of ``--workers N`` share one file safely. A second call replaces the handlers
+    of the first (each process of ``--workers N`` makes its own call)."""
+    handlers: list[logging.Handler] = [_Stderr()]
+    if settings.log_file is not None:
+        handlers.append(
+            ConcurrentRotatingFileHandler(
+                str(settings.log_file),
+                maxBytes=settings.log_file_max_bytes,
+                backupCount=settings.log_file_backups,
+                encoding="utf-8",
+            )
+        )
+    shape = formatter(settings.log_format)
+    for handler in handlers:
+        handler.setFormatter(shape)
+        handler.addFilter(RequestIdFilter())
+        handler.set_name(HANDLER_NAME)
+    root = logging.getLogger()
+    # Only the handlers of an earlier call are replaced: others (a test runner's) stay.
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
