@@ -28,7 +28,7 @@ shell: $(STAMP)
 
 ## test: unit tests (fakeredis) and integration tests (real servers the suite starts)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" --durations=15
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
