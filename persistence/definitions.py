@@ -5,20 +5,54 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.player_restore import restore_bans
+from persistence.stream import accepted_seq
 from ranker.catalog import Record
 from ranker.connections import translate_redis_errors
+from ranker.definitions import BoardDefinition, builtin_boards
 from ranker.keys import Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker.definitions")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedBoard:
+    """A board as the session log gives it: the sessions accepted after ``after_seq`` count on
+    it (all of them when ``None``: a built-in board, or one backfilled), up to ``before_seq``
+    (a deleted board's deletion; ``None``: still counting)."""
+
+    board: BoardDefinition
+    state: str
+    after_seq: int | None
+    before_seq: int | None
+
+
+async def logged_boards(conn: AsyncConnection, game_modes: Sequence[str]) -> list[LoggedBoard]:
+    """Every board with periods in PostgreSQL, built-in and defined (live, filling or
+    deleted), with the bounds of the sessions that count on it: what the recomputations of
+    moderation and ``verify --deep`` read the log with."""
+    boards = [LoggedBoard(board, "live", None, None) for board in builtin_boards(game_modes)]
+    for stored in await repository.select_board_definitions(conn):
+        boards.append(
+            LoggedBoard(
+                BoardDefinition.model_validate_json(stored.definition),
+                stored.state,
+                None if stored.backfilled else accepted_seq(stored.position),
+                stored.changed_seq if stored.state == "deleted" else None,
+            )
+        )
+    return boards
 
 
 async def stored_definitions(pool: AsyncConnectionPool) -> list[Record]:

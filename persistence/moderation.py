@@ -27,11 +27,11 @@ from redis.asyncio import Redis
 
 from persistence import players, repository
 from persistence.database import make_pool, translate_db_errors
+from persistence.definitions import logged_boards
 from persistence.players import Action
 from persistence.stream import Fields, accepted_seq, parse_definition
 from ranker.catalog import Catalog
 from ranker.connections import background_redis
-from ranker.definitions import BoardDefinition, builtin_boards
 from ranker.errors import RankerError, Unavailable
 from ranker.moderation import (
     AuditEntry,
@@ -113,15 +113,8 @@ async def recompute_player(conn: AsyncConnection, game_modes: Sequence[str], use
     """Make the player's rows of every board that holds periods what the session log says:
     the built-in boards, the defined ones (the sessions after their position unless they were
     backfilled; a deleted board's, those before its deletion)."""
-    boards: list[tuple[BoardDefinition, int | None, int | None]] = [
-        (board, None, None) for board in builtin_boards(game_modes)
-    ]
-    for stored in await repository.select_board_definitions(conn):
-        board = BoardDefinition.model_validate_json(stored.definition)
-        after = None if stored.backfilled else accepted_seq(stored.position)
-        before = stored.changed_seq if stored.state == "deleted" else None
-        boards.append((board, after, before))
-    for board, after, before in boards:
+    for logged in await logged_boards(conn, game_modes):
+        board = logged.board
         await players.recompute_player_scores(
             conn,
             user_id,
@@ -130,8 +123,8 @@ async def recompute_player(conn: AsyncConnection, game_modes: Sequence[str], use
             reset=board.reset,
             timezone=board.timezone,
             game_mode=board.game_mode,
-            after_seq=after,
-            before_seq=before,
+            after_seq=logged.after_seq,
+            before_seq=logged.before_seq,
         )
 
 

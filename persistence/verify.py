@@ -21,10 +21,11 @@ from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
-from persistence.stream import accepted_seq, unpersisted
+from persistence.definitions import logged_boards
+from persistence.stream import unpersisted
 from ranker.catalog import Catalog
 from ranker.connections import translate_redis_errors
-from ranker.definitions import BoardDefinition, builtin_boards
+from ranker.definitions import BoardDefinition
 from ranker.errors import Unavailable
 from ranker.keys import Keys
 from ranker.periods import ALL
@@ -141,16 +142,11 @@ class Verifier:
         period included (a board that stopped counting is left out: later sessions would be
         counted on it)."""
         found: list[str] = []
-        boards: list[tuple[BoardDefinition, int | None, bool]] = [
-            (board, None, False) for board in builtin_boards(self.settings.game_modes)
-        ]
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                for stored in await repository.select_board_definitions(conn):
-                    if stored.state == "live":
-                        board = BoardDefinition.model_validate_json(stored.definition)
-                        boards.append((board, accepted_seq(stored.position), stored.backfilled))
-                for board, position, backfilled in boards:
+                boards = await logged_boards(conn, self.settings.game_modes)
+                for logged in (logged for logged in boards if logged.state == "live"):
+                    board = logged.board
                     drift = await repository.select_session_drift(
                         conn,
                         board.id,
@@ -158,7 +154,7 @@ class Verifier:
                         reset=board.reset,
                         timezone=board.timezone,
                         game_mode=board.game_mode,
-                        after_seq=None if backfilled else position,
+                        after_seq=logged.after_seq,
                         limit=keep - len(found),
                     )
                     for d in drift:
