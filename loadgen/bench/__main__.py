@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         stream_steps=tuple(int(n) for n in args.stream_steps.split(",")),
     )
+    # The run before's figures, read before anything of this run can replace its results.json.
+    previous = report.previous_of(args.out)
     results = run(config)
-    report.write(results, args.out, args.markdown, args.notes)
+    report.write(results, args.out, args.markdown, args.notes, previous)
     rows = report.verdicts(results)
     for name, value, bound, verdict, _ in rows:
         print(f"{verdict:12}  {name}: {value:,.2f} ({bound})")

@@ -7,7 +7,7 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -144,11 +144,17 @@ async def make_backlog(settings: Settings, events: int, players: int) -> float:
     return time.perf_counter() - started
 
 
-async def time_drain(settings: Settings, since: float, timeout_s: float) -> dict[str, float]:
+async def time_drain(
+    settings: Settings,
+    since: float,
+    timeout_s: float,
+    on_begin: Callable[[], None] | None = None,
+) -> dict[str, float]:
     """Poll the backlog until it is empty. The rate counts from the first sample that shows the
     worker reading (its group's cursor moved: start-up excluded, every batch's work included),
     or from ``since`` (a ``perf_counter`` time: when the worker was started) when the backlog
-    was gone before a sample saw the cursor move."""
+    was gone before a sample saw the cursor move. ``on_begin`` is called at that first sample
+    (not at all in the second case), so that what it measures covers the same span."""
     redis = Redis.from_url(settings.redis_url)
     keys = Keys(settings.namespace)
     try:
@@ -159,6 +165,8 @@ async def time_drain(settings: Settings, since: float, timeout_s: float) -> dict
         while (left := await unpersisted(redis, keys)) > 0:
             if cursor is not None and await _delivered_cursor(redis, keys) != cursor:
                 began, cursor = time.perf_counter(), None
+                if on_begin is not None:
+                    on_begin()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{left} events left after {timeout_s} s")
             await asyncio.sleep(0.01)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loadgen.bench.profiling import section as profile_section
 from loadgen.bench.report_boards import BOARD_TARGETS, boards_section
+from loadgen.bench.report_cost import cost_section, cost_us, drain_cpu_line
 from loadgen.bench.run import TARGET_RATE, WORKLOADS
 from loadgen.bench.stream import section as stream_section
 from loadgen.bench.targets import Target, fmt
@@ -49,7 +52,7 @@ TARGETS: list[Target] = [
     _floor_target("top"),
     Target("rank max throughput / naive design's", "x", lambda r: _naive(r, "rank"), ">=", 1000),
     Target("top max throughput / naive rank's", "x", lambda r: _naive(r, "top"), ">=", 1000),
-    _p99_target("submit", "submit (worker on)"),
+    _p99_target("submit", "submit (worker in its own process)"),
     Target(
         f"worker lag p99 while submit runs at {TARGET_RATE:,} req/s",
         "s",
@@ -105,14 +108,37 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, float, str, str, list[f
     return rows
 
 
-def write(results: dict[str, Any], out: Path, markdown: Path, notes: Path | None) -> None:
-    """Write ``results.json`` and the plots into ``out`` and the report to ``markdown``."""
+def previous_of(out: Path) -> dict[str, Any] | None:
+    """What the report shows of the run before (its ``results.json`` in ``out``, if any): the
+    maximum rank and submit throughput, and the cost per request of every route."""
+    path = out / "results.json"
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text())
+    return {**_headline(old), "cost_us_per_request": cost_us(old)}
+
+
+def write(
+    results: dict[str, Any],
+    out: Path,
+    markdown: Path,
+    notes: Path | None,
+    previous: dict[str, Any] | None = None,
+) -> None:
+    """Write ``results.json``, the plots and a small raw profile into ``out`` and the report to
+    ``markdown``. ``previous`` is ``previous_of(out)`` read before the run (read here when not
+    given): the run before, for the columns "before"."""
     out.mkdir(parents=True, exist_ok=True)
-    previous = out / "results.json"
-    if previous.exists() and "previous" not in results:
-        # The run before this one, for the edge section's "before" column.
-        results["previous"] = _headline(json.loads(previous.read_text()))
-    previous.write_text(json.dumps(results, indent=1, default=str))
+    if "previous" not in results and (previous := previous or previous_of(out)) is not None:
+        results["previous"] = previous
+    profile = results.get("profile", {})
+    raw_file = out / "profile-submit.txt"
+    if (raw := profile.pop("raw", None)) is not None:
+        raw_file.write_text(raw)
+        profile["raw_file"] = os.path.relpath(raw_file, markdown.parent)
+    else:
+        raw_file.unlink(missing_ok=True)  # an earlier run's: not this run's stacks
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     plots = _plots(results, out)
     text = _markdown(results, [p.relative_to(markdown.parent) for p in plots])
     if notes and notes.exists():
@@ -144,7 +170,8 @@ def _markdown(r: dict[str, Any], plots: list[Path]) -> str:
         f"{', '.join(fmt(x) for x in runs)} |"
         for n, v, b, m, runs in verdicts(r)
     ]
-    lines += _seed_section(r) + _http_section(r) + _edge_section(r) + _drain_section(r)
+    lines += _seed_section(r) + _http_section(r) + cost_section(r) + profile_section(r)
+    lines += _edge_section(r) + _drain_section(r)
     lines += boards_section(r) + stream_section(r)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p})" for p in plots]
     lines += ["", f"Consistency after the run: `ranker verify` said `{r['verify']}`.", ""]
@@ -179,15 +206,16 @@ def _http_section(r: dict[str, Any]) -> list[str]:
         "## HTTP: latency at fixed rates (open loop) and maximum throughput (closed loop)",
         "",
         "Open loop: requests leave on schedule whatever the service does, and latency counts "
-        "from the scheduled time (no coordinated omission). `cpu/req` is the service's CPU time "
-        "(API + worker) per request.",
+        "from the scheduled time (no coordinated omission). The service is `ranker serve "
+        "--no-worker` with one `ranker worker` process beside it; `cpu/req` is the CPU time of "
+        "both per request. `around` runs at one rate only, for its cost per request.",
         "",
         "| workload | load | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
         "| errors | cpu/req ms |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for workload in WORKLOADS:
-        for load, run in r["http"][workload].items():
+    for workload, by_load in r["http"].items():
+        for load, run in by_load.items():
             lat = run["latency_ms"]
             label = "closed loop, max" if load == "max" else f"{int(load):,} req/s"
             cpu = run.get("service_cpu_ms_per_request") or 0.0
@@ -230,7 +258,8 @@ def _edge_section(r: dict[str, Any]) -> list[str]:
         "",
         "Maximum throughput (closed loop) of each variant, in rounds alternating the variants "
         "(`loadgen/bench/edge.py`); median round, every round listed. The ranker variants run "
-        "without the worker; the figures of the HTTP section above run with it.",
+        "without the worker; the figures of the HTTP section above with `ranker worker` in its "
+        "own process beside the API.",
         "",
         "| variant | rank req/s | rounds | submit req/s | rounds |",
         "| --- | ---: | --- | ---: | --- |",
@@ -249,8 +278,8 @@ def _edge_section(r: dict[str, Any]) -> list[str]:
     if previous := r.get("previous"):
         lines += [
             "",
-            f"The run before this one (`ranker serve` with its worker, the HTTP section's "
-            f"maximum): rank {previous.get('rank', math.nan):,.0f} req/s, submit "
+            f"The run before this one (the HTTP section's maximum, `ranker serve` and its "
+            f"worker): rank {previous.get('rank', math.nan):,.0f} req/s, submit "
             f"{previous.get('submit', math.nan):,.0f} req/s; this run: rank "
             f"{_headline(r).get('rank', math.nan):,.0f}, submit "
             f"{_headline(r).get('submit', math.nan):,.0f}.",
@@ -290,9 +319,9 @@ def _drain_section(r: dict[str, Any]) -> list[str]:
     if lag:
         lines.append(
             f"- worker lag while `submit` runs at {TARGET_RATE:,} req/s: p50 {lag['p50']:.3f} s, "
-            f"p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s"
+            f"p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s (the worker in its own process)"
         )
-    return lines
+    return lines + drain_cpu_line(d.get("rounds", []))
 
 
 def _plots(r: dict[str, Any], out: Path) -> list[Path]:

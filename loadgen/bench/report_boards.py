@@ -5,12 +5,20 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from loadgen.bench.boards import FLOOR_PREFIX
+from loadgen.bench.report_cost import drain_cpu_line
 from loadgen.bench.run import TARGET_RATE
 from loadgen.bench.targets import Target, fmt
 
 
 def _rates(runs: list[dict[str, Any]]) -> list[float]:
     return [float(run["achieved_rate"]) for run in runs]
+
+
+def _floor_ratios(r: dict[str, Any]) -> list[float]:
+    """ranker's five-board submit maximum / the submit floor app's, round by round."""
+    five, floor = _rates(r["boards"]["submit_five"]), _rates(r["boards"]["submit_floor"])
+    return [ours / theirs for ours, theirs in zip(five, floor, strict=True)]
 
 
 def _board_p99(kind: str) -> Target:
@@ -41,6 +49,14 @@ BOARD_TARGETS: list[Target] = [
                 _rates(r["boards"]["submit_five"]), _rates(r["boards"]["submit_two"]), strict=True
             )
         ],
+    ),
+    Target(
+        "submit max throughput, five boards / submit floor app",
+        "x",
+        lambda r: statistics.median(_floor_ratios(r)),
+        ">=",
+        0.6,
+        _floor_ratios,
     ),
     Target(
         "write-behind drain, five boards",
@@ -90,8 +106,10 @@ def boards_section(r: dict[str, Any]) -> list[str]:
         f"{statistics.median(x['service_cpu_ms_per_request'] for x in b['submit_two']):.3f} ms, "
         f"five boards "
         f"{statistics.median(x['service_cpu_ms_per_request'] for x in b['submit_five']):.3f} ms",
+        *_floor_lines(b),
         f"- write-behind drain with five boards, events/s per round: "
         f"{', '.join(fmt(d['rate']) for d in b['drain'])}",
+        *drain_cpu_line(b["drain"]),
         f"- a page of 100 by cursor: {b['walk']['top_ms']:.2f} ms at the top, "
         f"{b['walk']['end_ms']:.2f} ms at offset {b['walk']['end_offset']:,} of "
         f"{b['walk']['members']:,} (median of the pages walked)",
@@ -113,3 +131,19 @@ def boards_section(r: dict[str, Any]) -> list[str]:
         )
     lines += ["", f"After it, `ranker verify --deep` said `{r.get('verify_boards', '')}`."]
     return lines
+
+
+def _floor_lines(b: dict[str, Any]) -> list[str]:
+    """The submit floor app's rounds, beside ranker's five-board ones."""
+    if not b.get("submit_floor"):
+        return []
+    cpu = statistics.median(x["service_cpu_ms_per_request"] for x in b["submit_floor"])
+    return [
+        "- the submit floor app (`loadgen/bench/floor.py`: the body parsed with orjson, one "
+        "EVALSHA doing the Redis work of ranker's submission on the five boards, no auth, no "
+        f"validation), on copies of the boards under `{FLOOR_PREFIX}:` with a stream of its "
+        "own, in rounds alternating with the five-board rounds above, req/s per round: "
+        f"{', '.join(fmt(x) for x in _rates(b['submit_floor']))}; service CPU per submission, "
+        f"median round: {cpu:.3f} ms. Its {b.get('floor_keys_dropped', 0):,} keys were "
+        "deleted after its last round, so the drain and `verify --deep` below never see them",
+    ]

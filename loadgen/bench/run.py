@@ -13,17 +13,30 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadgen.bench import boards, edge, measure, stream
-from loadgen.bench.stack import Service, Stack, local_stack, ranker_command
+import psutil
+
+from loadgen.bench import boards, edge, measure, profiling, stream
+from loadgen.bench.stack import (
+    Service,
+    Stack,
+    local_stack,
+    postmaster,
+    ranker_command,
+    tree_cpu_s,
+)
 from loadgen.runner import LoadConfig, run_load
 from ranker.boards import GLOBAL
 from ranker.keys import Keys
 from ranker.settings import Settings
 
 WORKLOADS = ("rank", "top", "submit", "mix")
+#: Measured at ``TARGET_RATE`` only, for the cost per request of every route the bench drives.
+COST_WORKLOADS = ("around",)
 FLOOR_WORKLOADS = ("rank", "top")  # the endpoints the floor app also serves
 TARGET_RATE = 1_000  # the rate the latency targets (and the worker's lag) are read at
-REPEATED_AT_TARGET_RATE = ("rank", "top", "submit")  # the workloads with a target there
+#: The workloads read at ``TARGET_RATE`` by a target or by the cost per request (a median of
+#: ``repeats`` runs each).
+REPEATED_AT_TARGET_RATE = ("rank", "top", "submit", "mix", "around")
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results["rebuild_floor"] = asyncio.run(measure.rebuild_floor(settings))
         results["memory"] = asyncio.run(measure.memory(settings))
         results["http"], results["floor"] = http_phase(stack, settings, config)
+        results["profile"] = profile_figures(stack, config)
         results["edge"] = edge_figures(stack, settings, config)
         phase("naive design: RANK() OVER per lookup")
         results["naive"] = asyncio.run(measure.naive_rank(settings, config.players, config.naive_s))
@@ -191,29 +205,27 @@ def http_phase(
     stack: Stack, settings: Settings, config: BenchConfig
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Each workload at each fixed rate (open loop), then at its maximum (closed loop), on
-    one ``ranker serve`` (API and worker in one process, as deployed by default).
+    one ``ranker serve --no-worker`` with one ``ranker worker`` process beside it (the
+    deployment of ``compose.yaml``; the service's CPU is both processes'); the
+    ``COST_WORKLOADS`` at ``TARGET_RATE`` only.
 
     The figures a target reads are measured ``repeats`` times and the median reported: the
     fixed-rate runs at ``TARGET_RATE``, and the maximum of ``rank`` and ``top``, which run in
     rounds alternating with the floor app's (the same Redis, one at a time) so that both
     sides of each ratio see the same moment of a machine whose speed drifts. Returns the
     ranker's figures and the floor app's (each with the ratio of every round)."""
-    service = Service.ranker(stack)
+    service = Service.ranker_with_worker(stack)
     floor = Service.floor(stack, Keys(settings.namespace).board(GLOBAL))
     figures: dict[str, Any] = {}
     floor_figures: dict[str, Any] = {}
     try:
-        for workload in WORKLOADS:
-            figures[workload] = {}
-            for rate in config.rates:
-                target = rate == TARGET_RATE and workload in REPEATED_AT_TARGET_RATE
-                runs = []
-                for n in range(config.repeats if target else 1):
-                    phase(f"{workload} at {rate} req/s" + (f", run {n + 1}" if target else ""))
-                    lag_of = settings if (workload, rate) == ("submit", TARGET_RATE) else None
-                    run = load_config(service, workload, config, rate)
-                    runs.append(load(service, run, config.warmup_s, lag_of))
-                figures[workload][str(rate)] = median_run(runs, _p99)
+        for workload in (*WORKLOADS, *COST_WORKLOADS):
+            rates = config.rates if workload in WORKLOADS else (TARGET_RATE,)
+            figures[workload] = {
+                str(rate): fixed_rate(service, settings, config, workload, rate) for rate in rates
+            }
+            if workload in COST_WORKLOADS:
+                continue
             if workload not in FLOOR_WORKLOADS:
                 phase(f"{workload} at its maximum")
                 run = load_config(service, workload, config)
@@ -239,10 +251,33 @@ def http_phase(
     return figures, floor_figures
 
 
+def fixed_rate(
+    service: Service, settings: Settings, config: BenchConfig, workload: str, rate: int
+) -> dict[str, Any]:
+    """``workload`` at ``rate`` (open loop): the median run by p99 of ``repeats`` at
+    ``TARGET_RATE`` (one run at other rates), with every run's service CPU per request under
+    ``cpu_runs_ms``; submit at ``TARGET_RATE`` samples the worker's lag too."""
+    target = rate == TARGET_RATE and workload in REPEATED_AT_TARGET_RATE
+    runs = []
+    for n in range(config.repeats if target else 1):
+        phase(f"{workload} at {rate} req/s" + (f", run {n + 1}" if target else ""))
+        lag_of = settings if (workload, rate) == ("submit", TARGET_RATE) else None
+        runs.append(
+            load(service, load_config(service, workload, config, rate), config.warmup_s, lag_of)
+        )
+    chosen = median_run(runs, _p99)
+    chosen["cpu_runs_ms"] = [run["service_cpu_ms_per_request"] for run in runs]
+    return chosen
+
+
 def drain_round(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
     """A backlog of ``drain_events`` accepted with no worker running (on the boards defined
-    then), and one ``ranker worker`` process persisting it."""
+    then), and one ``ranker worker`` process persisting it; with the CPU time per persisted
+    event of the worker and of every PostgreSQL process (the postmaster, the worker's
+    backends, the checkpointer, WAL writer and autovacuum), over the span the rate counts
+    (``None`` for PostgreSQL when its processes are not this machine's)."""
     backlog_s = asyncio.run(measure.make_backlog(settings, config.drain_events, config.players))
+    server = postmaster(stack)
     since = time.perf_counter()
     worker = subprocess.Popen(
         [sys.executable, "-m", "ranker", "worker"],
@@ -250,12 +285,25 @@ def drain_round(stack: Stack, settings: Settings, config: BenchConfig) -> dict[s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    meters = {"worker": psutil.Process(worker.pid)} | ({"postgres": server} if server else {})
+    start = {name: tree_cpu_s(process) for name, process in meters.items()}
+
+    def began() -> None:
+        # The worker's start-up (imports, connecting) is outside the rate, and so outside this.
+        start.update({name: tree_cpu_s(process) for name, process in meters.items()})
+
     try:
-        drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600))
+        drained = asyncio.run(measure.time_drain(settings, since, timeout_s=600, on_begin=began))
+        spent = {name: tree_cpu_s(process) - start[name] for name, process in meters.items()}
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    return {"backlog_made_s": backlog_s, **drained}
+    events = drained["events"]
+    per_event = {
+        f"{name}_cpu_us_per_event": spent[name] * 1e6 / events if name in spent and events else None
+        for name in ("worker", "postgres")
+    }
+    return {"backlog_made_s": backlog_s, **drained, "cpu_s": spent, **per_event}
 
 
 def edge_figures(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
@@ -272,10 +320,20 @@ def edge_figures(stack: Stack, settings: Settings, config: BenchConfig) -> dict[
     }
 
 
+def profile_figures(stack: Stack, config: BenchConfig) -> dict[str, Any]:
+    """The profile phase (``loadgen.bench.profiling``): submit at its maximum, profiled."""
+
+    def submit_max(service: Service, seconds: float) -> dict[str, Any]:
+        run = _replace(load_config(service, "submit", config), duration_s=seconds)
+        return load(service, run, 0.0)
+
+    return profiling.profile_phase(stack, submit_max, config.duration_s, config.warmup_s, phase)
+
+
 def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[str, Any]:
     """``repeats`` rounds of: a backlog of ``drain_events`` accepted with no worker running,
     then one ``ranker worker`` process (default concurrency) persisting it. The median round
-    is reported, with every round's rate."""
+    is reported, with every round's rate and CPU time per event (``rounds``)."""
     rounds = []
     for n in range(config.repeats):
         phase(
@@ -284,6 +342,7 @@ def drain_phase(stack: Stack, settings: Settings, config: BenchConfig) -> dict[s
         rounds.append(drain_round(stack, settings, config))
     return {
         **median_run(rounds, lambda round_: float(round_["rate"])),
+        "rounds": rounds,
         "batch_size": settings.worker_batch_size,
         "concurrency": settings.worker_concurrency,
     }

@@ -45,7 +45,10 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a ranker process on this stack. The rate limits are far above
         any load the benchmark offers (which comes from one address): their checks run on
-        every request, as deployed, but never refuse one."""
+        every request, as deployed, but never refuse one. The log level is the default
+        (info), so the request log writes its line per request as deployed: at "warning" (the
+        level of runs before this one) its lines were dropped unformatted and it was not
+        measured at all."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RANKER_")}
         env |= {"RANKER_REDIS_URL": self.redis_url, "RANKER_DATABASE_URL": self.database_url}
         env |= {"RANKER_API_KEYS": self.api_key, "RANKER_WRITE_RATE_LIMIT": "1000000/second"}
@@ -53,7 +56,7 @@ class Stack:
             "RANKER_ADDRESS_READ_LIMIT": "1000000/second",
             "RANKER_TOTAL_READ_LIMIT": "1000000/second",
         }
-        return env | {"RANKER_LOG_LEVEL": "warning", **extra}
+        return env | {"RANKER_LOG_LEVEL": "info", **extra}
 
 
 @contextlib.contextmanager
@@ -97,8 +100,15 @@ class Service:
         self._log = Path(f"/tmp/ranker-bench-{port}.log")
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(argv, env=dict(env), stdout=log, stderr=log)
-        self._wait(ready)
-        self._ps = psutil.Process(self.process.pid)
+        #: Processes of the service besides the HTTP one (a separate ``ranker worker``): their
+        #: CPU counts in ``cpu_s``, and ``stop`` stops them after it.
+        self.companions: list[subprocess.Popen[bytes]] = []
+        try:
+            self._wait(ready)
+        except BaseException:
+            self.stop()  # a service that never answered must not outlive the run
+            raise
+        self._ps = [psutil.Process(self.process.pid)]
 
     @classmethod
     def ranker(cls, stack: Stack, *args: str, **env: str) -> Service:
@@ -108,8 +118,43 @@ class Service:
         return cls(argv, stack.env(**env), port, "/readyz", stack.api_key)
 
     @classmethod
-    def floor(cls, stack: Stack, board_key: str) -> Service:
-        """The floor app on the same uvicorn settings, on the same Redis."""
+    def ranker_with_worker(cls, stack: Stack, *args: str, **env: str) -> Service:
+        """``ranker serve --no-worker`` and one ``ranker worker`` beside it, both on the
+        stack's environment (the worker at its default settings), as ``compose.yaml`` deploys
+        them; returned once the API's boards are loaded and the worker's loop runs."""
+        service = cls.ranker(stack, "--no-worker", *args, **env)
+        try:
+            service.add_worker(stack, **env)
+        except BaseException:
+            service.stop()
+            raise
+        return service
+
+    def add_worker(self, stack: Stack, **env: str) -> None:
+        """Start a ``ranker worker`` as a companion, and wait for its first heartbeat (the
+        file ``compose.yaml`` sets too: touched once its loop runs, every second after)."""
+        beat = Path(f"/tmp/ranker-bench-{self.port}-worker.alive")
+        beat.unlink(missing_ok=True)
+        log_path = Path(f"/tmp/ranker-bench-{self.port}-worker.log")
+        worker_env = stack.env(RANKER_HEARTBEAT_FILE=str(beat), **env)
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "ranker", "worker"], env=worker_env, stdout=log, stderr=log
+            )
+        self.companions.append(worker)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not beat.exists():
+            if worker.poll() is not None:
+                raise RuntimeError(f"ranker worker exited: {log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ranker worker did not start in {READY_TIMEOUT_S} s")
+            time.sleep(0.1)
+        self._ps.append(psutil.Process(worker.pid))
+
+    @classmethod
+    def floor(cls, stack: Stack, board_key: str, submit: str | None = None) -> Service:
+        """The floor app on the same uvicorn settings, on the same Redis; with ``submit`` (the
+        JSON of ``loadgen.bench.floor``'s ``FLOOR_SUBMIT``), its submit route too."""
         port = devservers.free_port()
         argv = [
             sys.executable,
@@ -124,6 +169,8 @@ class Service:
             "warning",
         ]
         env = stack.env(FLOOR_REDIS_URL=stack.redis_url, FLOOR_BOARD=board_key)
+        if submit is not None:
+            env["FLOOR_SUBMIT"] = submit
         return cls(argv, env, port, "/api/leaderboard/top")
 
     def _wait(self, path: str) -> None:
@@ -139,21 +186,45 @@ class Service:
         raise RuntimeError(f"{self.url}{path} did not answer 200 in {READY_TIMEOUT_S} s")
 
     def cpu_s(self) -> float:
-        """CPU time (user + system) the service's processes have used so far."""
-        processes = [self._ps, *self._ps.children(recursive=True)]
-        total = 0.0
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+        """CPU time (user + system) the service's processes (the HTTP one and its companions,
+        each with its children) have used so far."""
+        return sum(tree_cpu_s(process) for process in self._ps)
 
     def stop(self) -> None:
-        """SIGTERM (graceful), then wait."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGTERM (graceful), then wait: the HTTP process first, so that no submission
+        arrives after its worker has stopped, then the companions."""
+        for process in (self.process, *self.companions):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def tree_cpu_s(process: psutil.Process) -> float:
+    """CPU time (user + system) of ``process`` and of its children: the live ones, and the
+    ones it has waited for (the kernel adds their times to its ``children_*``: a PostgreSQL
+    backend that exits during a measurement still counts). 0 for a process that is gone."""
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for member in [process, *process.children(recursive=True)]:
+            # A child that ended between the listing and its reading counts once its parent
+            # has reaped it (in the parent's children_* at the next reading).
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = member.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def postmaster(stack: Stack) -> psutil.Process | None:
+    """The PostgreSQL server process of ``stack`` (its backends are its children): the
+    ``postgres`` process started with the stack's port (``pg_ctl -o --port=N``); ``None`` when
+    it is not a process of this machine (a container) or cannot be read."""
+    port = stack.database_url.rsplit(":", 1)[1].split("/")[0]
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and f"--port={port}" in cmdline:
+            return process
+    return None

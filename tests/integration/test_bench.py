@@ -71,6 +71,18 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert boards["walk"]["members"] > 0
     assert figures["verify_boards"].startswith("ok: ")
     assert "## Boards: the five-board set" in markdown.read_text()
+    # The submit floor app's rounds, beside the five-board ones; its keys gone before the drain.
+    assert len(boards["submit_floor"]) == 2
+    assert all(run["count"] > 0 and run["errors"] == {} for run in boards["submit_floor"])
+    assert boards["floor_keys_dropped"] > 0
+    for drained in [*figures["drain"]["rounds"], *boards["drain"]]:
+        assert drained["worker_cpu_us_per_event"] is not None
+        assert drained["postgres_cpu_us_per_event"] is not None
+    assert figures["http"]["around"]["1000"]["count"] > 0
+    # A profile, or (py-spy refused the ptrace it needs) the reason the report gives instead.
+    assert figures["profile"].get("samples", 0) > 0 or figures["profile"]["error"]
+    assert "## Cost per request" in markdown.read_text()
+    assert "## Where an API process spends its CPU under submit" in markdown.read_text()
     (live,) = figures["stream"]["steps"]
     assert live["streams"] == 50 and live["refused"] == live["dropped"] == 0
     assert "## Live pages per API process" in markdown.read_text()
