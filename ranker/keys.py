@@ -24,6 +24,9 @@ _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 #: A board slot other than the built-in ones: ``<board id>/<period id>``.
 _SLOT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}/(all|\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2})$")
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
+#: Who a rate limit counts by name: an API key's id (a digest prefix), or a plain client
+#: address (``testclient`` in process). Any other address is named by its digest.
+_CALLER = re.compile(r"[0-9a-f]{12}|address:[0-9A-Za-z.:%_-]{1,64}")
 #: The consumer group of the write-behind worker on the events stream.
 WORKER_GROUP = "persist"
 
@@ -168,6 +171,21 @@ class Keys:
 
     @property
     def rate_limits(self) -> str:
-        """The prefix of the rate limiter's counters (the ``limits`` library names the rest:
-        ``<prefix>:<kind>/<caller>/...``)."""
+        """The prefix of the rate limits' counters (``rate_limit``)."""
         return f"{self._base}:limits"
+
+    def rate_limit(self, kind: str, caller: str, amount: int, window_s: int) -> str:
+        """The counter of one budget of a caller (hash: ``w`` the window it last counted in,
+        ``c`` that window's count, ``p`` the previous one's; ``lua/lib/budget.lua``):
+        ``limits:<kind>:<amount>/<window>s:<caller>``, the caller an API key's id,
+        ``address:<client address>`` or, for an address of other characters or over 64,
+        ``address#<digest>``. ``ValueError`` for another kind or caller."""
+        if kind not in ("read", "write"):
+            raise ValueError(f"not a rate-limited kind: {kind!r}")
+        if caller.startswith("address:") and not _CALLER.fullmatch(caller):
+            # A forwarded IPv6 address may carry a scope id of any text (fe80::1%<anything>):
+            # named by its digest, bounded and brace-free, it still has a budget of its own.
+            caller = f"address#{session_digest(caller)}"
+        elif not _CALLER.fullmatch(caller):
+            raise ValueError(f"not a rate-limited caller: {caller!r}")
+        return f"{self.rate_limits}:{kind}:{int(amount)}/{int(window_s)}s:{caller}"

@@ -10,8 +10,9 @@ that persisted it.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
-import secrets
 import sys
 from contextvars import ContextVar
 from typing import TypeGuard
@@ -33,9 +34,17 @@ JSON_FIELDS = ("asctime", "levelname", "name", "request_id", "message")
 HANDLER_NAME = "ranker"
 
 
+#: Request ids name requests in logs and traces; they guard nothing, so a seeded generator of
+#: this process's own serves (``secrets`` reads the kernel's for each id: a system call per
+#: request, 4% of a read's CPU). Its own instance: the global one is not disturbed.
+_ids = random.Random(os.urandom(16))
+# API processes forked from one parent must not draw the same ids.
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(16)))
+
+
 def new_request_id() -> str:
     """A fresh request id: 16 hex digits (64 random bits)."""
-    return secrets.token_hex(8)
+    return f"{_ids.getrandbits(64):016x}"
 
 
 def valid_request_id(value: str | None) -> TypeGuard[str]:

@@ -8,7 +8,9 @@ most recent value any process set.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +41,23 @@ http_request_duration = Histogram(
     ["route", "method", "status"],
     buckets=_LATENCY_BUCKETS_S,
 )
+
+read_batch_size = Histogram(
+    "ranker_read_batch_size",
+    "Read scripts per batch sent to Redis (ranker.coalesce): the reads that reached Redis in "
+    "one event-loop turn and shared one round trip.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
+
+@functools.cache
+def request_timer(route: str, method: str, status: int) -> Any:
+    """The child of ``http_request_duration`` for one route, method and status, looked up once
+    (``labels()`` validates and locks on every call); the routes, their methods and the statuses
+    ranker answers are few, so the cache stays small."""
+    return http_request_duration.labels(route, method, str(status))
+
+
 submissions = Counter(
     "ranker_submissions_total",
     "Submissions by outcome: accepted, duplicate, rejected (bad input), backlog_full, "

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from ranker.coalesce import Coalescer
 from ranker.connections import translate_redis_errors
 from ranker.definitions import Order
 from ranker.errors import InvalidInput, NotFound, NotReady
@@ -116,10 +117,12 @@ class Pages:
     namespace is not loaded (a rebuild is due or under way).
     """
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, reads: Coalescer | None = None) -> None:
+        """``reads``: the batcher of read scripts (by default this client's own)."""
         self.settings = settings
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
+        self.reads = reads or Coalescer(redis, settings.coalesce_reads)
 
     async def top(
         self, key: str, board: str, period: str, order: Order, limit: int, cursor: str | None
@@ -136,8 +139,10 @@ class Pages:
         _positive("limit", limit)
         offset = 0 if cursor is None else decode_cursor(cursor, board, period)
         with translate_redis_errors():
-            ready, members, first_rank, flat, names = await self.scripts.board_top(
-                [self.keys.marker, key, self.keys.names], [order, offset, limit]
+            ready, members, first_rank, flat, names = await self.reads.run(
+                self.scripts.board_top,
+                [self.keys.marker, key, self.keys.names],
+                [order, offset, limit],
             )
         self._check_ready(ready)
         entries = _board_entries(flat, int(first_rank), offset, names)
@@ -157,8 +162,10 @@ class Pages:
         """A player's score, rank and percentile, ``100 * (members - rank) / members`` to two
         decimals (0 for the last or only player); ``NotFound`` when absent."""
         with translate_redis_errors():
-            ready, members, score, rank, name = await self.scripts.board_player(
-                [self.keys.marker, key, self.keys.names], [order, user_id]
+            ready, members, score, rank, name = await self.reads.run(
+                self.scripts.board_player,
+                [self.keys.marker, key, self.keys.names],
+                [order, user_id],
             )
         self._check_ready(ready)
         if score is None:
@@ -186,8 +193,10 @@ class Pages:
         """
         _positive("limit", limit)
         with translate_redis_errors():
-            ready, members, found, first_rank, start, flat, names = await self.scripts.board_around(
-                [self.keys.marker, key, self.keys.names], [order, user_id, limit]
+            ready, members, found, first_rank, start, flat, names = await self.reads.run(
+                self.scripts.board_around,
+                [self.keys.marker, key, self.keys.names],
+                [order, user_id, limit],
             )
         self._check_ready(ready)
         if not found:
@@ -206,8 +215,10 @@ class Pages:
         those that are not, in request order; a player asked for twice counts once."""
         wanted = list(dict.fromkeys(user_ids))
         with translate_redis_errors():
-            ready, members, flat, names = await self.scripts.board_lookup(
-                [self.keys.marker, key, self.keys.names], [order, *wanted]
+            ready, members, flat, names = await self.reads.run(
+                self.scripts.board_lookup,
+                [self.keys.marker, key, self.keys.names],
+                [order, *wanted],
             )
         self._check_ready(ready)
         entries = [

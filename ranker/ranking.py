@@ -13,20 +13,24 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
 from ranker import boards, logs, tracing
 from ranker.boards import GLOBAL
 from ranker.catalog import Catalog
+from ranker.coalesce import Coalescer
 from ranker.connections import translate_redis_errors
 from ranker.errors import (
     BacklogFull,
     NotFound,
     NotReady,
     PlayerBanned,
+    RankerError,
     RedisMemoryFull,
     SessionConflict,
+    TooManyRequests,
 )
 from ranker.keys import Keys
 from ranker.memory import RedisMemory
@@ -144,6 +148,18 @@ def ranked(
     return entries
 
 
+class Charge(Protocol):
+    """A request to charge to its caller's budgets in ``submit.lua`` (``ranker.api.ratelimit``
+    makes them): their keys, their spec (``lua/lib/budget.lua``), the 429 of a refusal by the
+    ``budget``-th (1-based), whose window ends in ``retry_after_s``."""
+
+    @property
+    def keys(self) -> Sequence[str]: ...
+    @property
+    def spec(self) -> str: ...
+    def refused(self, budget: int, retry_after_s: int) -> TooManyRequests: ...
+
+
 class Ranking:
     """The operations of one namespace on one Redis client."""
 
@@ -154,10 +170,12 @@ class Ranking:
         memory: RedisMemory | None = None,
         catalog: Catalog | None = None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        reads: Coalescer | None = None,
     ) -> None:
         """``memory``: the watcher whose latest reading submit consults (none: never refuse
         for memory before Redis does); ``catalog``: the board definitions (by default this
-        client's own); ``wall_ms``: the clock that places sessions in periods (unix ms)."""
+        client's own); ``wall_ms``: the clock that places sessions in periods (unix ms);
+        ``reads``: the batcher of read scripts (by default this client's own)."""
         self.redis = redis
         self.settings = settings
         self.memory = memory
@@ -165,17 +183,20 @@ class Ranking:
         self.wall_ms = wall_ms
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
+        self.reads = reads or Coalescer(redis, settings.coalesce_reads)
         self._ttl_ms = str(settings.idempotency_ttl_s * 1000)
         self._max_backlog = str(settings.max_backlog)
 
-    async def submit(self, request: SubmitRequest) -> SubmitResponse:
-        """Count one session on every board its game mode counts on, once per session id.
+    async def submit(self, request: SubmitRequest, charge: Charge | None = None) -> SubmitResponse:
+        """Count one session on every board its game mode counts on, once per session id,
+        charged first to ``charge``'s budgets (in the same script: no round trip of its own).
 
-        Raises ``BacklogFull`` when the stream holds ``max_backlog`` unpersisted entries,
+        Raises ``TooManyRequests`` when a budget refuses it (retries too; nothing is stored),
+        ``BacklogFull`` when the stream holds ``max_backlog`` unpersisted entries,
         ``RedisMemoryFull`` when the memory watcher's last reading is above the watermark (or
         Redis refuses the write at its maxmemory), ``SessionConflict`` for a session id
         accepted with other data, ``NotReady`` when Redis lost the boards and their rebuild has
-        not begun; a retry of an accepted session is answered in every case. While the
+        not begun; a retry of an accepted session is answered in every other case. While the
         namespace is rebuilt the submission is accepted but scores and ranks are ``None``.
         """
         pressure = self.memory.pressure() if self.memory else None
@@ -185,6 +206,7 @@ class Ranking:
         record = IdempotencyRecord.of(event_id, request.user_id, request.score, mode)
         trace = tracing.traceparent()  # "" with traces off: the entry gets no field `w`
         snapshot = await self.catalog.snapshot()
+        budget_keys, budgets = (list(charge.keys), charge.spec) if charge else ([], "")
         for _ in range(PLACE_ATTEMPTS):
             accepted_ms = self.wall_ms()
             placements = place(
@@ -202,6 +224,7 @@ class Ranking:
                 self.keys.names_delta,
                 *(self.keys.board(p.slot) for p in placements),
                 *(self.keys.delta(p.slot) for p in placements),
+                *budget_keys,
             ]
             args: list[str | int] = [
                 request.user_id,
@@ -219,6 +242,7 @@ class Ranking:
                 request.username or "",
                 logs.request_id.get(),
                 trace,
+                budgets,
             ]
             for p in placements:
                 args += [p.op, p.order, p.expires_at_ms]
@@ -226,23 +250,14 @@ class Ranking:
                 status, ready, reply, *standings = await self.scripts.submit(keys, args)
             if status != b"stale":
                 break
-            # Another process changed the boards since this one read them: place it again.
+            # Another process changed the boards since this one read them: place it again,
+            # uncharged (the script charged the budgets before it found the change).
+            budget_keys, budgets = [], ""
             snapshot = await self.catalog.reload()
         else:
             raise NotReady("the boards kept changing; retry", self.settings.retry_after_s)
-        if status == b"banned":
-            raise PlayerBanned(f"player {request.user_id} is banned: nothing was stored")
-        if status == b"held":
-            raise NotReady(
-                f"player {request.user_id}'s boards are being recomputed by a moderation "
-                "action; retry shortly",
-                self.settings.retry_after_s,
-            )
-        if status == b"unloaded":
-            raise NotReady(
-                "the leaderboard lost its boards and waits for their rebuild; retry shortly",
-                self.settings.retry_after_s,
-            )
+        if refusal := self._refused(status, request.user_id, charge, [reply, *standings]):
+            raise refusal
         if status == b"seen":
             first = IdempotencyRecord.parse(reply)
             if not first.is_retry(request.user_id, request.score, mode):
@@ -282,6 +297,27 @@ class Ranking:
             boards=counted,
         )
 
+    def _refused(
+        self, status: bytes, user_id: int, charge: Charge | None, reply: list[Any]
+    ) -> RankerError | None:
+        """The error of a submission the script refused before looking at its session."""
+        if status == b"limited" and charge:
+            return charge.refused(int(reply[0]), int(reply[1]))
+        if status == b"banned":
+            return PlayerBanned(f"player {user_id} is banned: nothing was stored")
+        if status == b"held":
+            return NotReady(
+                f"player {user_id}'s boards are being recomputed by a moderation action; "
+                "retry shortly",
+                self.settings.retry_after_s,
+            )
+        if status == b"unloaded":
+            return NotReady(
+                "the leaderboard lost its boards and waits for their rebuild; retry shortly",
+                self.settings.retry_after_s,
+            )
+        return None
+
     def now(self) -> datetime:
         """The instant of this process's clock that places sessions (and names periods)."""
         return datetime.fromtimestamp(self.wall_ms() / 1000, UTC)
@@ -290,7 +326,7 @@ class Ranking:
         """A player's total and rank; ``NotFound`` when the player has no score on the board."""
         keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
-            ready, total, rank, name = await self.scripts.rank(keys, [user_id])
+            ready, total, rank, name = await self.reads.run(self.scripts.rank, keys, [user_id])
         self._check_ready(ready)
         if total is None:
             raise absent(user_id, mode)
@@ -302,7 +338,7 @@ class Ranking:
         """The ``limit`` best players of a board, best first (ties share a rank)."""
         keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
-            ready, flat, names = await self.scripts.top(keys, [limit])
+            ready, flat, names = await self.reads.run(self.scripts.top, keys, [limit])
         self._check_ready(ready)
         return ranked(flat, names=names)
 
@@ -310,8 +346,8 @@ class Ranking:
         """The player and up to ``side`` players above and below; ``NotFound`` if absent."""
         keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
-            ready, first_rank, first_position, flat, names = await self.scripts.around(
-                keys, [user_id, side]
+            ready, first_rank, first_position, flat, names = await self.reads.run(
+                self.scripts.around, keys, [user_id, side]
             )
         self._check_ready(ready)
         if first_rank is None:

@@ -38,6 +38,7 @@ NAMES = (
     "void",
     "moderation_finish",
     "archive_store",
+    "rate_limit",
 )
 
 
@@ -92,6 +93,7 @@ class Scripts:
     void: AsyncScript
     moderation_finish: AsyncScript
     archive_store: AsyncScript
+    rate_limit: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests one connection may send ahead of its answers (more: closed).",
     )
+    coalesce_reads: bool = Field(
+        default=True,
+        description="Whether the read scripts that reach Redis in one event-loop turn go as one "
+        "pipeline (one round trip, one connection) instead of one call each.",
+    )
     top_limit_max: int = Field(
         default=100, ge=1, le=10_000, description="Largest `limit` of top (and 2x `n` of around)."
     )

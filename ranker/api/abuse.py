@@ -1,10 +1,10 @@
 """What one client address may cost an API process: failed authentications, public reads, all
 reads together, and the log lines its refusals write.
 
-These budgets are counted in the process's own memory (the ``limits`` library's fixed window),
-not in Redis: they guard the process against one client, so they must cost no round trip on the
-hot path, and with N processes a client gets at most N times each budget. The budgets of API keys
-(``RANKER_WRITE_RATE_LIMIT``, ``RANKER_READ_RATE_LIMIT``) are the shared ones (``ratelimit``).
+These budgets are counted in the process's own memory, not in Redis: they guard the process
+against one client, so they must cost no round trip on the hot path, and with N processes a client
+gets at most N times each budget. The budgets of API keys (``RANKER_WRITE_RATE_LIMIT``,
+``RANKER_READ_RATE_LIMIT``) are the shared ones (``ratelimit``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import math
 import time
 
 from limits import RateLimitItem
-from limits.storage import MemoryStorage
-from limits.strategies import FixedWindowRateLimiter
 
 from ranker.api.ratelimit import budgets, over_budget
 from ranker.errors import TooManyRequests
@@ -24,46 +22,94 @@ from ranker.settings import Settings
 log = logging.getLogger("ranker.api")
 
 
+class Windows:
+    """Fixed windows counted in this process's memory, as the ``limits`` library's fixed-window
+    limiter counts them on its memory storage (a caller's window opens at its first request and
+    lasts the budget's period), without that storage's expiry timer: a thread it starts every
+    10 ms while it holds any count, which takes the GIL and walks every count. On the read path
+    that timer and the library's key building cost more than the counting itself
+    (benchmarks/NOTES.md, "The read path")."""
+
+    #: Counts held at most; past that the ended windows are forgotten (none ended: a flood of
+    #: addresses, and every window starts over).
+    MAX_COUNTS = 100_000
+
+    def __init__(self) -> None:
+        # (budget's index in its list, identifiers...) -> [monotonic end of the window, count]
+        self._counts: dict[tuple[object, ...], list[float]] = {}
+
+    def hit(self, item: RateLimitItem, key: tuple[object, ...]) -> bool:
+        """Count one request against ``item`` for ``key``; False (nothing counted) when the
+        window's budget is spent."""
+        now = time.monotonic()
+        window = self._counts.get(key)
+        if window is None or window[0] <= now:
+            if len(self._counts) >= self.MAX_COUNTS:
+                self._forget(now)
+            window = self._counts[key] = [now + item.get_expiry(), 0]
+        if window[1] >= item.amount:
+            return False
+        window[1] += 1
+        return True
+
+    def spent(self, item: RateLimitItem, key: tuple[object, ...]) -> bool:
+        """Whether ``key``'s window of ``item`` has no request left."""
+        window = self._counts.get(key)
+        return window is not None and window[0] > time.monotonic() and window[1] >= item.amount
+
+    def reset_time(self, key: tuple[object, ...]) -> float:
+        """When ``key``'s window ends, in epoch seconds."""
+        window = self._counts.get(key)
+        left = 0.0 if window is None else max(0.0, window[0] - time.monotonic())
+        return time.time() + left
+
+    def _forget(self, now: float) -> None:
+        ended = [key for key, (ends, _) in self._counts.items() if ends <= now]
+        for key in ended or list(self._counts):
+            del self._counts[key]
+
+
 class AddressLimits:
     """The per-process budgets of ``RANKER_AUTH_FAILURE_LIMIT``, ``RANKER_ADDRESS_READ_LIMIT``
     and ``RANKER_TOTAL_READ_LIMIT``."""
 
     def __init__(self, settings: Settings) -> None:
-        self._limiter = FixedWindowRateLimiter(MemoryStorage())
-        self._auth_failures = budgets(settings.auth_failure_limit)
-        self._address_reads = budgets(settings.address_read_limit)
-        self._total_reads = budgets(settings.total_read_limit)
+        self._windows = Windows()
+        self._auth_failures = list(enumerate(budgets(settings.auth_failure_limit)))
+        self._address_reads = list(enumerate(budgets(settings.address_read_limit)))
+        self._total_reads = list(enumerate(budgets(settings.total_read_limit)))
 
     def check_guessing(self, client: str) -> None:
         """429 for a client whose failed authentications spent their budget: while it lasts,
         no key it sends is even looked at (a right guess must not tell itself apart)."""
-        for item in self._auth_failures:
-            if not self._limiter.test(item, "auth", client):
-                raise self._refusal(item, "auth", client, "failed authentications", "client")
+        for n, item in self._auth_failures:
+            key = ("auth", n, client)
+            if self._windows.spent(item, key):
+                raise self._refusal(item, key, True, "failed authentications")
 
     def failed_authentication(self, client: str) -> None:
-        for item in self._auth_failures:
-            self._limiter.hit(item, "auth", client)
+        for n, item in self._auth_failures:
+            self._windows.hit(item, ("auth", n, client))
 
     def spend_read(self, client: str | None) -> None:
         """Count one read: (``client``: a read without an API key) against that address's
         budget, then against every read's. 429 when one is spent; a read an address's budget
         refuses takes nothing from the others'."""
         if client is not None:
-            for item in self._address_reads:
-                if not self._limiter.hit(item, "address", client):
-                    raise self._refusal(item, "address", client, "public reads", "client")
-        for item in self._total_reads:
-            if not self._limiter.hit(item, "reads"):
-                raise self._refusal(item, "reads", None, "all reads of this server", "client")
+            for n, item in self._address_reads:
+                key: tuple[object, ...] = ("address", n, client)
+                if not self._windows.hit(item, key):
+                    raise self._refusal(item, key, True, "public reads")
+        for n, item in self._total_reads:
+            key = ("reads", n)
+            if not self._windows.hit(item, key):
+                raise self._refusal(item, key, False, "all reads of this server")
 
     def _refusal(
-        self, item: RateLimitItem, kind: str, client: str | None, what: str, field: str
+        self, item: RateLimitItem, key: tuple[object, ...], of_address: bool, what: str
     ) -> TooManyRequests:
-        identifiers = (kind, client) if client is not None else (kind,)
-        stats = self._limiter.get_window_stats(item, *identifiers)
-        limit = "the limit of this address of" if client is not None else "the limit of"
-        return over_budget(item, stats.reset_time, limit, f" {what}", field)
+        limit = "the limit of this address of" if of_address else "the limit of"
+        return over_budget(item, self._windows.reset_time(key), limit, f" {what}", "client")
 
 
 class SampledLog:

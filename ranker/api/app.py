@@ -27,6 +27,7 @@ from ranker.api.routes import routes
 from ranker.api.state import AppState, ArchivedPeriods, BackgroundService
 from ranker.api.stream_routes import live_hub
 from ranker.api.traces import traced
+from ranker.coalesce import Coalescer
 from ranker.connections import request_redis
 from ranker.errors import ConfigurationError
 from ranker.memory import RedisMemory
@@ -91,7 +92,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = request_redis(settings)
         memory = RedisMemory(redis, settings)
-        ranking = Ranking(redis, settings, memory)
+        # One batcher for every read of the process: reads of any route in one turn share it.
+        reads = Coalescer(redis, settings.coalesce_reads)
+        ranking = Ranking(redis, settings, memory, reads=reads)
         app.state.ranker = AppState(
             settings,
             redis,
@@ -102,7 +105,7 @@ def create_app(
             AddressLimits(settings),
             SampledLog(settings.refusal_log_interval_s),
             memory,
-            Pages(redis, settings),
+            Pages(redis, settings, reads),
             # The clock is read through the ranking's: tests move it there.
             Moderation(redis, settings, ranking.catalog, lambda: ranking.wall_ms()),
             background,

@@ -39,8 +39,9 @@ def observed(route: str) -> Callable[[Handler], Handler]:
                 status = exc.status
                 raise
             finally:
-                timer = metrics.http_request_duration.labels(route, request.method, str(status))
-                timer.observe(time.perf_counter() - started)
+                metrics.request_timer(route, request.method, status).observe(
+                    time.perf_counter() - started
+                )
 
         return wrapper
 
@@ -117,9 +118,10 @@ def is_admin(request: Request) -> bool:
     return caller is not None and caller.may(Scope.ADMIN)
 
 
-def guarded(scope: Scope) -> Callable[[Handler], Handler]:
+def guarded(scope: Scope, *, charged_inside: bool = False) -> Callable[[Handler], Handler]:
     """Let a request through to its handler only with an API key allowing ``scope`` (for a
-    read: unless reads are public) and within its caller's rate limit."""
+    read: unless reads are public) and within its caller's rate limit; ``charged_inside``: the
+    handler charges the rate limit itself (submit: inside its script, in its one round trip)."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -135,7 +137,7 @@ def guarded(scope: Scope) -> Callable[[Handler], Handler]:
                 state.address_limits.spend_read(None if caller else client)
             # Changes of boards spend the write budget: there is none of their own.
             kind = Scope.READ.value if scope is Scope.READ else Scope.WRITE.value
-            if state.rate_limits.limits(kind):
+            if not charged_inside and state.rate_limits.limits(kind):
                 await state.rate_limits.spend(
                     kind, caller.key_id if caller else f"{ADDRESS}{client}"
                 )

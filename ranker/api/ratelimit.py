@@ -1,63 +1,94 @@
 """Per-caller request budgets (``RANKER_WRITE_RATE_LIMIT``, ``RANKER_READ_RATE_LIMIT``).
 
-The counting is the ``limits`` library's sliding-window counter, kept in the namespace's Redis
-through the app's own connection pool, so that every API process of a deployment draws on the
-same budget. A caller is its API key's id, or its client address for a public read.
+Each budget is a sliding-window counter kept in the namespace's Redis (one small hash per kind,
+caller and budget, ``Keys.rate_limit``), so that every API process of a deployment draws on the
+same budget; the counting is ``lua/lib/budget.lua``, written once. A submission is charged
+inside ``submit.lua`` (``Ranking.submit``): its check costs no round trip of its own. Every
+other request with a budget is charged by ``rate_limit.lua``, which includes the same counter.
+A caller is its API key's id, or its client address for a public read. The budgets' format is
+the ``limits`` library's (``100/second; 1000/hour``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
 from ranker.connections import translate_redis_errors
 from ranker.errors import TooManyRequests
 from ranker.keys import Keys
+from ranker.scripts import Scripts
 from ranker.settings import Settings
 
 #: The prefix of a caller counted by its address (a public read without a key).
 ADDRESS = "address:"
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One request of ``caller`` to charge to its budgets of ``kind``: the keys and the spec
+    that ``lua/lib/budget.lua`` reads, and the 429 of a refusal (``ranking.Charge``)."""
+
+    kind: str
+    caller: str
+    items: tuple[RateLimitItem, ...]
+    keys: tuple[str, ...]
+
+    @property
+    def spec(self) -> str:
+        """``<amount> <window ms>`` per budget, in the order of ``keys``."""
+        return " ".join(f"{item.amount} {item.get_expiry() * 1000}" for item in self.items)
+
+    def refused(self, budget: int, retry_after_s: int) -> TooManyRequests:
+        """The 429 of a refusal by the ``budget``-th (1-based), whose window ends in
+        ``retry_after_s``, naming the caller's key or (a public read) its address."""
+        field = "client" if self.caller.startswith(ADDRESS) else "authorization"
+        item = self.items[budget - 1]
+        return refusal(item, retry_after_s, f"the {self.kind} rate limit of", "", field)
+
+
 class RateLimits:
     """The write and read budgets of one namespace."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
-        # The app's pool: the limiter's calls share its connections and its timeouts.
-        shared: dict[str, Any] = {"connection_pool": redis.connection_pool}
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=Keys(settings.namespace).rate_limits,
-            **shared,
-        )
-        self._limiter = SlidingWindowCounterRateLimiter(storage)
-        self._budgets: dict[str, list[RateLimitItem]] = {
-            "write": budgets(settings.write_rate_limit),
-            "read": budgets(settings.read_rate_limit),
+        self._keys = Keys(settings.namespace)
+        # Registering makes no round trip; the script is loaded on its first use.
+        self._script = Scripts.register(redis).rate_limit
+        self._budgets: dict[str, tuple[RateLimitItem, ...]] = {
+            "write": tuple(budgets(settings.write_rate_limit)),
+            "read": tuple(budgets(settings.read_rate_limit)),
         }
 
     def limits(self, kind: str) -> bool:
         """Whether requests of ``kind`` ("read" or "write") have a budget at all."""
         return bool(self._budgets[kind])
 
+    def charge(self, kind: str, caller: str) -> Charge | None:
+        """The charge of one request of ``kind`` by ``caller`` (an API key's id, or
+        ``address:<ip>``) to its budgets, for a script to make; ``None`` without budgets."""
+        items = self._budgets[kind]
+        if not items:
+            return None
+        keys = tuple(
+            self._keys.rate_limit(kind, caller, item.amount, item.get_expiry()) for item in items
+        )
+        return Charge(kind, caller, items, keys)
+
     async def spend(self, kind: str, caller: str) -> None:
-        """Count one request of ``kind`` by ``caller`` (an API key's id, or ``address:<ip>``):
-        ``TooManyRequests`` (429) when one of its budgets is spent; ``RedisUnavailable`` (503)
-        when Redis does not answer."""
-        for item in self._budgets[kind]:
-            with translate_redis_errors():
-                if await self._limiter.hit(item, kind, caller):
-                    continue
-                stats = await self._limiter.get_window_stats(item, kind, caller)
-            field = "client" if caller.startswith(ADDRESS) else "authorization"
-            raise over_budget(item, stats.reset_time, f"the {kind} rate limit of", "", field)
+        """Count one request of ``kind`` by ``caller`` in a round trip of its own:
+        ``TooManyRequests`` (429) when one of its budgets is spent (then none counts it);
+        ``RedisUnavailable`` (503) when Redis does not answer."""
+        charge = self.charge(kind, caller)
+        if charge is None:
+            return
+        with translate_redis_errors():
+            refused = await self._script(list(charge.keys), [charge.spec])
+        if refused:
+            raise charge.refused(int(refused[0]), int(refused[1]))
 
 
 def budgets(text: str) -> list[RateLimitItem]:
@@ -68,13 +99,20 @@ def budgets(text: str) -> list[RateLimitItem]:
 def over_budget(
     item: RateLimitItem, reset_time: float, limit: str, what: str, field: str
 ) -> TooManyRequests:
+    """The 429 of a spent budget whose window ends at ``reset_time`` (epoch seconds, this
+    process's clock): ``refusal``."""
+    return refusal(item, max(1, math.ceil(reset_time - time.time())), limit, what, field)
+
+
+def refusal(
+    item: RateLimitItem, retry_after_s: int, limit: str, what: str, field: str
+) -> TooManyRequests:
     """The 429 of a spent budget: "over <limit> <amount> <what> per <window>; retry after ..."
-    (``reset_time``: when its window ends, in epoch seconds), naming ``field``."""
-    retry_after = max(1, math.ceil(reset_time - time.time()))
+    naming ``field``."""
     return TooManyRequests(
         f"over {limit} {item.amount}{what} per {item.multiples} {item.GRANULARITY.name}(s); "
-        f"retry after {retry_after} s",
-        retry_after,
+        f"retry after {retry_after_s} s",
+        retry_after_s,
         item.amount,
         field,
     )

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 from ranker import metrics
 from ranker.api.auth import Scope
 from ranker.api.board_routes import board_routes
-from ranker.api.guards import guarded, observed
+from ranker.api.guards import caller_of, guarded, observed
 from ranker.api.inputs import (
     parse_submit,
     path_user_id,
@@ -23,7 +23,7 @@ from ranker.api.inputs import (
 )
 from ranker.api.openapi import openapi_document
 from ranker.api.player_routes import player_routes
-from ranker.api.problems import JSON
+from ranker.api.problems import JSON, EntriesJSON
 from ranker.api.readiness import readiness
 from ranker.api.state import state_of
 from ranker.api.stream_routes import stream_routes
@@ -35,11 +35,12 @@ from ranker.errors import (
     RedisMemoryFull,
     RedisUnavailable,
     SessionConflict,
+    TooManyRequests,
 )
 
 
 @observed("submit")
-@guarded(Scope.WRITE)
+@guarded(Scope.WRITE, charged_inside=True)
 async def submit(request: Request) -> Response:
     state = state_of(request)
     try:
@@ -47,13 +48,19 @@ async def submit(request: Request) -> Response:
             await read_body(request, state.settings.max_body_bytes), state.limits
         )
     except InvalidInput:
+        # It never reaches submit.lua, which charges the write budget: charged here instead,
+        # so that a caller over its budget is told 429 first, as for any other write.
+        await state.rate_limits.spend(Scope.WRITE.value, caller_of(request))
         metrics.submissions.labels("rejected").inc()
         raise
     except ClientGone:
         metrics.submissions.labels("client_closed").inc()
         raise
     try:
-        outcome = await state.ranking.submit(payload)
+        charge = state.rate_limits.charge(Scope.WRITE.value, caller_of(request))
+        outcome = await state.ranking.submit(payload, charge)
+    except TooManyRequests:
+        raise  # refused before it was a submission, as when the guard charged it: not counted
     except RankerError as exc:
         # By the error's class, not its status: Redis away, its memory full and a full backlog
         # are all 503s.
@@ -77,7 +84,7 @@ async def top(request: Request) -> Response:
     state = state_of(request)
     reject_unknown_query(request, {"limit", "mode"})
     limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
-    return JSON(await state.ranking.top(limit, query_mode(request, state)))
+    return EntriesJSON(await state.ranking.top(limit, query_mode(request, state)))
 
 
 @observed("rank")
@@ -96,7 +103,7 @@ async def around(request: Request) -> Response:
     reject_unknown_query(request, {"mode", "n"})
     user_id = path_user_id(request)
     side = query_int(request, "n", 5, 0, state.settings.top_limit_max // 2)
-    return JSON(await state.ranking.around(user_id, side, query_mode(request, state)))
+    return EntriesJSON(await state.ranking.around(user_id, side, query_mode(request, state)))
 
 
 async def healthz(request: Request) -> Response:

@@ -11,6 +11,7 @@
 -- KEYS[8]            display names (hash: user id -> name)    KEYS[9] their rebuild delta
 -- KEYS[10 .. 9+n]    the n boards of the session (one period of each); the first is `global`
 -- KEYS[10+n .. 9+2n] the n delta keys of those boards, in the same order
+-- KEYS[10+2n .. 9+2n+m] the m budget keys of the caller's write rate limit (keys.rate_limit)
 -- ARGV[1] user id    ARGV[2] score    ARGV[3] session id    ARGV[4] event id (uuid)
 -- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] accepted at (unix ms, API clock)
 -- ARGV[8] backlog limit (stream entries)
@@ -23,11 +24,15 @@
 --          so that the worker's log line for the batch that persists it names it
 -- ARGV[15] the W3C traceparent of the request's span ("": traces off), kept in the stream
 --          entry (`w`) so that the span of the batch that persists it links to it
--- ARGV[16 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
+-- ARGV[16] the caller's budgets, "<amount> <window ms>" each in the order of their keys ("":
+--          none; lua/lib/budget.lua)
+-- ARGV[17 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
 --          n: keep the newest), order (desc or asc: which scores rank first), and when the
 --          key expires (unix ms; 0: never)
 --
 -- Returns {status, ready, event id or record, score 1, rank 1, score 2, rank 2, ...}:
+--   status "limited"  over a budget of the caller: nothing was counted or stored; then the
+--                     budget (1-based) and the seconds until its window ends, for the 429
 --   status "ok"       accepted; each board's score and rank after it; the event id
 --   status "seen"     an idempotency key exists: nothing was counted; the current scores and
 --                     ranks and the key's value (the caller tells a retry from a reuse)
@@ -42,7 +47,10 @@
 --                     was counted (the caller retries shortly)
 --   a score and rank are false when the player is not on that board (only for "seen");
 --   ready is 1 when the marker exists (the boards are loaded), else 0.
-local n = (#KEYS - 9) / 2
+-- include: budget
+
+local budgets = budgets_of(ARGV[16])
+local n = (#KEYS - 9 - #budgets) / 2
 local user = ARGV[1]
 local ready = redis.call('EXISTS', KEYS[5])
 
@@ -53,7 +61,7 @@ local function standings(status, reply)
         local score = redis.call('ZSCORE', board, user)
         local rank = false
         if score then
-            if ARGV[15 + 3 * i - 1] == 'asc' then
+            if ARGV[16 + 3 * i - 1] == 'asc' then
                 rank = redis.call('ZCOUNT', board, '-inf', '(' .. score) + 1
             else
                 rank = redis.call('ZCOUNT', board, '(' .. score, '+inf') + 1
@@ -65,7 +73,14 @@ local function standings(status, reply)
     return out
 end
 
--- Before anything else: a banned player's submissions are refused whole, retries included.
+-- First the caller's budgets, charged here in the submission's one round trip (the API does not
+-- charge them beforehand): a retry or a banned player's submission is charged too, as any
+-- other, unless a budget refuses it.
+local limited = spend_budgets(10 + 2 * n, budgets, redis_now_ms())
+if limited then
+    return {'limited', ready, limited[1], limited[2]}
+end
+-- Then: a banned player's submissions are refused whole, retries included.
 local moderated = redis.call('HGET', KEYS[7], user)
 if moderated then
     if string.sub(moderated, 1, 1) == 'b' then
@@ -74,7 +89,8 @@ if moderated then
     return {'held', ready, false}
 end
 -- A retry of an accepted session is answered even when the backlog or memory is full. Reads
--- only up to here, so a Redis at its maxmemory still answers retries.
+-- only up to here (the budgets' write aside, which a Redis at its maxmemory refuses without
+-- stopping the script), so a Redis at its maxmemory still answers retries.
 local first = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
 if first then
     return standings('seen', first)
@@ -111,9 +127,9 @@ local function apply(key, op, score)
 end
 
 for i = 1, n do
-    local op = ARGV[15 + 3 * i - 2]
+    local op = ARGV[16 + 3 * i - 2]
     apply(KEYS[9 + i], op, ARGV[2])
-    local expires = ARGV[15 + 3 * i]
+    local expires = ARGV[16 + 3 * i]
     if expires ~= '0' then
         redis.call('PEXPIREAT', KEYS[9 + i], expires)
     end

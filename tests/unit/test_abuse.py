@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from ranker.api import abuse
-from ranker.api.abuse import AddressLimits, SampledLog
+from ranker.api.abuse import AddressLimits, SampledLog, Windows
+from ranker.api.ratelimit import budgets
 from ranker.errors import TooManyRequests
 from ranker.settings import Settings
 
@@ -97,3 +98,31 @@ def test_no_budget_means_no_limit() -> None:
         limits.check_guessing("192.0.2.1")
         limits.failed_authentication("192.0.2.1")
         limits.spend_read("192.0.2.1")
+
+
+def test_a_window_opens_at_its_first_request_and_ends_after_its_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1_000.0]
+    monkeypatch.setattr("ranker.api.abuse.time.monotonic", lambda: clock[0])
+    windows = Windows()
+    item = budgets("2/minute")[0]
+    key = ("address", 0, "192.0.2.1")
+    clock[0] += 30  # no window is aligned to the clock: this one opens now
+    assert windows.hit(item, key) and windows.hit(item, key)
+    assert not windows.hit(item, key)  # spent, and a refusal counts nothing
+    assert windows.spent(item, key)
+    clock[0] += 59.9
+    assert windows.spent(item, key)
+    clock[0] += 0.1  # 60 s after its first request
+    assert not windows.spent(item, key)
+    assert windows.hit(item, key)
+
+
+def test_the_counts_held_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Windows, "MAX_COUNTS", 100)
+    windows = Windows()
+    item = budgets("1/minute")[0]
+    for n in range(1_000):
+        assert windows.hit(item, ("address", 0, f"10.0.{n // 256}.{n % 256}"))
+        assert len(windows._counts) <= 100

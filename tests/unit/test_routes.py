@@ -37,13 +37,15 @@ def submissions(outcome: str) -> float:
 
 @pytest.fixture
 async def app() -> AsyncIterator[Starlette]:
-    """The app, running, on a Redis that is not there (nothing here reaches it, or it fails)."""
+    """The app, running, on a Redis that is not there (nothing here reaches it, or it fails).
+    The default write budget is on: submit.lua charges it, so no Redis call of its own fails
+    before the submission's."""
     settings = Settings(
         redis_url=f"redis://127.0.0.1:{closed_port()}/0",
         api_keys=(WRITE_KEY,),
-        write_rate_limit="",  # else the limiter's own Redis call refuses it before submit
         redis_timeout_s=0.5,
     )
+    assert settings.write_rate_limit
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app

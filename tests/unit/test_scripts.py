@@ -33,6 +33,17 @@ def test_the_names_helper_is_written_once_and_included_by_every_read_of_a_page()
             assert "local function names_of" not in path.read_text(), path.name
 
 
+def test_the_budget_counter_is_written_once_and_included_by_submit_and_the_rate_limit() -> None:
+    including = {
+        name for name in scripts.NAMES if "local function spend_budgets" in scripts.source(name)
+    }
+
+    assert including == {"submit", "rate_limit"}
+    for path in (scripts.resources.files("ranker") / "lua").iterdir():
+        if path.name.endswith(".lua"):
+            assert "local function spend_budgets" not in path.read_text(), path.name
+
+
 def test_an_include_of_no_library_is_an_error() -> None:
     with pytest.raises(FileNotFoundError):
         scripts.library("no_such_helper")
