@@ -88,6 +88,13 @@ def configure(settings: Settings) -> None:
     rotated by size. The file handler locks around each write and each rotation, so the API
     processes of ``--workers N`` share one file safely. A second call replaces the handlers
     of the first (each process of ``--workers N`` makes its own call)."""
+    # The record fields no format of ranker's shows are not collected: the caller's file and
+    # line (a walk up the stack), the thread's and the process's names and ids. The logging
+    # HOWTO's "Optimization" switches; a record per request (the access line) paid for them.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handlers: list[logging.Handler] = [_Stderr()]
     if settings.log_file is not None:
         handlers.append(
