@@ -5,13 +5,11 @@ retries still answered by a Redis at its maxmemory."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -19,11 +17,9 @@ from persistence.rebuild import Rebuild
 from ranker import scripts
 from ranker.api.app import create_app
 from ranker.api.auth import KeyRing, Scope
-from ranker.dev import servers as devservers
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import WRITE_KEY, Processes, api_process, auth_headers, snapshot
-from tests.fixtures.servers import unavailable
 
 SUBMIT = "/api/leaderboard/submit"
 HOUR_MS = 3_600_000
@@ -131,17 +127,6 @@ async def test_two_api_processes_share_one_budget_and_store_nothing_of_what_it_r
     board = await redis.zrange(keys.board("global"), 0, -1, withscores=True)
     assert sorted(board) == sorted((str(b["user_id"]).encode(), b["score"]) for b in accepted)
     assert await redis.hget(keys.rate_limit("write", key_id(), 25, 3600), "c") == b"25"
-
-
-@pytest.fixture
-def own_redis_url() -> Iterator[str]:
-    """A Redis server of this test's own, whose maxmemory the test may set."""
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(devservers.redis_server())
-        except devservers.ServiceUnavailable as exc:
-            unavailable("Redis", exc)
-        yield server.url
 
 
 async def test_at_its_maxmemory_redis_still_answers_retries_with_a_budget_on(

@@ -5,7 +5,7 @@ a write Redis refuses at its maxmemory (OOM) is a 503 naming it, not a 500."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -17,25 +17,12 @@ from starlette.applications import Starlette
 from persistence.rebuild import Rebuild
 from ranker.api.app import create_app
 from ranker.api.state import AppState
-from ranker.dev import servers as devservers
 from ranker.settings import Settings
 from tests.fixtures.ranker import auth_headers, snapshot, wait_for
-from tests.fixtures.servers import unavailable
 
 SUBMIT = "/api/leaderboard/submit"
 #: The filler keys sit outside the namespace, so the snapshots of the namespace ignore them.
 FILLER = "test-filler"
-
-
-@pytest.fixture
-def own_redis_url() -> Iterator[str]:
-    """A Redis server of this test's own, whose maxmemory the test may set."""
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(devservers.redis_server())
-        except devservers.ServiceUnavailable as exc:
-            unavailable("Redis", exc)
-        yield server.url
 
 
 @pytest.fixture
