@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from persistence.backfill import fill_boards
@@ -20,7 +21,7 @@ from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
 from ranker.connections import background_redis, translate_redis_errors
-from ranker.errors import RankerError
+from ranker.errors import RankerError, Unavailable
 from ranker.keys import Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
@@ -76,6 +77,11 @@ async def supervise(job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> 
     while not stop.is_set():
         try:
             await job()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, Unavailable) as exc:
+            # A server away or still loading its data (a restart): expected, and said in one
+            # line; the traceback is for bugs.
+            log.warning("background job stopped: %s; restarting it in %s s", exc, RESTART_DELAY_S)
+            await pause(stop, RESTART_DELAY_S)
         except Exception:
             log.exception("background job failed; restarting it in %s s", RESTART_DELAY_S)
             await pause(stop, RESTART_DELAY_S)
