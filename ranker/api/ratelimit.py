@@ -37,11 +37,8 @@ class Charge:
     caller: str
     items: tuple[RateLimitItem, ...]
     keys: tuple[str, ...]
-
-    @property
-    def spec(self) -> str:
-        """``<amount> <window ms>`` per budget, in the order of ``keys``."""
-        return " ".join(f"{item.amount} {item.get_expiry() * 1000}" for item in self.items)
+    #: ``<amount> <window ms>`` per budget, in the order of ``keys``.
+    spec: str
 
     def refused(self, budget: int, retry_after_s: int) -> TooManyRequests:
         """The 429 of a refusal by the ``budget``-th (1-based), whose window ends in
@@ -62,6 +59,11 @@ class RateLimits:
             "write": tuple(budgets(settings.write_rate_limit)),
             "read": tuple(budgets(settings.read_rate_limit)),
         }
+        # What the scripts read of each kind's budgets: the same for every request.
+        self._specs = {
+            kind: " ".join(f"{item.amount} {item.get_expiry() * 1000}" for item in items)
+            for kind, items in self._budgets.items()
+        }
 
     def limits(self, kind: str) -> bool:
         """Whether requests of ``kind`` ("read" or "write") have a budget at all."""
@@ -76,7 +78,7 @@ class RateLimits:
         keys = tuple(
             self._keys.rate_limit(kind, caller, item.amount, item.get_expiry()) for item in items
         )
-        return Charge(kind, caller, items, keys)
+        return Charge(kind, caller, items, keys, self._specs[kind])
 
     async def spend(self, kind: str, caller: str) -> None:
         """Count one request of ``kind`` by ``caller`` in a round trip of its own:
