@@ -91,7 +91,13 @@ class Archive:
                         await loader.zadd(loading, [r for r in rows if r[0] not in excluded])
         if not loader.members:
             return True
-        keys = [loading, key, self.keys.moderation_version, self.keys.archives]
+        keys = [
+            loading,
+            key,
+            self.keys.moderation_version,
+            self.keys.archives,
+            self.keys.pages_version,
+        ]
         with translate_redis_errors():
             kept = await Scripts.register(redis).archive_store(
                 keys, [(version or b"").decode(), ARCHIVE_TTL_S]

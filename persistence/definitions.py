@@ -79,6 +79,7 @@ async def restore_definitions(redis: Redis, settings: Settings, pool: AsyncConne
     restore = [part for r in await stored_definitions(pool) for part in (r.definition.id, r.text)]
     with translate_redis_errors():
         restored = await Scripts.register(redis).restore_definitions(
-            [keys.definitions, keys.definitions_version], [uuid.uuid4().hex, *restore]
+            [keys.definitions, keys.definitions_version, keys.pages_version],
+            [uuid.uuid4().hex, *restore],
         )
     return bool(restored)

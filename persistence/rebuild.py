@@ -58,9 +58,9 @@ from ranker import metrics, tracing
 from ranker.catalog import STOPPED, Catalog
 from ranker.connections import translate_redis_errors
 from ranker.errors import RankerError
+from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
 from ranker.placements import Placement, live_placements
-from ranker.ranking import IdempotencyRecord
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
@@ -213,18 +213,19 @@ class Rebuild:
             log.exception("could not clear the flag of abandoned rebuild %s", generation)
 
     def _swap_keys(self) -> list[str]:
-        players = [
+        fixed = [
             self.keys.moderation,
             self.keys.names_temp,
             self.keys.names_delta,
             self.keys.names,
+            self.keys.pages_version,
         ]
         loaded = [
             key
             for t in self.targets
             for key in (self.keys.temp(t.slot), self.keys.delta(t.slot), self.keys.board(t.slot))
         ]
-        return players + loaded + self.dropped
+        return fixed + loaded + self.dropped
 
     def _swap_args(self) -> list[str | int]:
         return [value for t in self.targets for value in (t.op, t.expires_at_ms)]

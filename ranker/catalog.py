@@ -297,6 +297,7 @@ class Catalog:
             self.keys.definitions_version,
             self.keys.events,
             self.keys.marker,
+            self.keys.pages_version,
             *removed,
         ]
         with translate_redis_errors():

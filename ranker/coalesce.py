@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class _Call:
     script: AsyncScript
     keys: Sequence[str]
-    args: Sequence[str | int]
+    args: Sequence[str | int | bytes]
     reply: asyncio.Future[Any]
 
 
@@ -52,7 +52,9 @@ class Coalescer:
         self.batches = 0
         self.reads = 0
 
-    async def run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def run(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> Any:
         """The reply of ``script`` on ``keys`` and ``args``, as ``script(keys, args)`` gives it:
         redis-py's errors are raised to the caller (``translate_redis_errors`` is its own)."""
         if not self.enabled:

@@ -101,10 +101,10 @@ class Keys:
         return f"{self._base}:definitions:version"
 
     def seen(self, session_id: str) -> str:
-        """The idempotency key of one session (value: ``ranking.IdempotencyRecord``), named by
-        a digest of the id: ``idem:`` and 22 characters whatever the id's length (up to 128),
-        which keeps the name in a smaller allocation than a UUID did (docs/design.md, "Redis
-        keys"). ``ValueError`` for an id that does not match ``SESSION_ID_PATTERN``."""
+        """The idempotency key of one session (value: ``idempotency.IdempotencyRecord``),
+        named by a digest of the id: ``idem:`` and 22 characters whatever the id's length (up
+        to 128), which keeps the name in a smaller allocation than a UUID did (docs/design.md,
+        "Redis keys"). ``ValueError`` for an id that does not match ``SESSION_ID_PATTERN``."""
         return f"{self._base}:idem:{session_digest(_checked(session_id))}"
 
     def seen_legacy(self, session_id: str) -> str:
@@ -134,6 +134,20 @@ class Keys:
         """The database the namespace is bound to (value: ``<database id> <label>``): only a
         worker of that database persists the namespace's events."""
         return f"{self._base}:database"
+
+    @property
+    def pages_version(self) -> str:
+        """A counter bumped by every write that can change what a top page shows, in the same
+        call: the processes' copies of pages (``ranker.page_cache``) are current while it
+        stands still. A page reads the marker, its board's key and ``names``, so the writers of
+        those bump it: submit (accepted only), set_name, ban, moderation_finish, define,
+        restore_definitions, rebuild_swap (shadows and names renamed in), archive_store (a
+        reloaded copy). The other writers touch no key a page reads: unban and void (state and
+        stream; the scores move at moderation_finish), rebuild_begin/extend, the rebuild's and
+        the archive's loads (shadow and loading keys, shown once renamed by a bumping script),
+        restore_bans, ack, trim_acked, rate_limit, the binding, an archive's EXPIRE (its TTL).
+        A key gone by its TTL bumps nothing: the scripts check it still exists."""
+        return f"{self._base}:pages:version"
 
     @property
     def names(self) -> str:

@@ -48,6 +48,13 @@ read_batch_size = Histogram(
     "one event-loop turn and shared one round trip.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+top_cache = Counter(
+    "ranker_top_cache_total",
+    "Top pages answered with RANKER_TOP_CACHE on (ranker.page_cache), by result: hit (Redis "
+    "said the process's copy is current: its bytes were sent), miss (none kept, or a write "
+    "changed it: the page was read and encoded).",
+    ["result"],
+)
 
 
 @functools.cache

@@ -166,7 +166,13 @@ class Moderation:
 
     async def set_name(self, user_id: int, username: str) -> str:
         """Set a player's display name (already normalised); returns its stream entry."""
-        keys = [self.keys.names, self.keys.names_delta, self.keys.rebuild_flag, self.keys.events]
+        keys = [
+            self.keys.names,
+            self.keys.names_delta,
+            self.keys.rebuild_flag,
+            self.keys.events,
+            self.keys.pages_version,
+        ]
         with translate_redis_errors():
             entry: bytes = await self.scripts.set_name(keys, [user_id, username])
         return entry.decode()
@@ -196,6 +202,7 @@ class Moderation:
                 self.keys.events,
                 self.keys.definitions_version,
                 self.keys.marker,
+                self.keys.pages_version,
                 *archives,
                 *(self.keys.board(p.slot) for p in self.placements(snapshot)),
             ]
@@ -268,6 +275,7 @@ class Moderation:
                 self.keys.moderation_version,
                 self.keys.archives,
                 self.keys.rebuild_flag,
+                self.keys.pages_version,
                 *archives,
                 *(self.keys.board(p.slot) for p in placements),
             ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -28,7 +29,15 @@ from ranker.connections import translate_redis_errors
 from ranker.definitions import Order
 from ranker.errors import InvalidInput, NotFound, NotReady
 from ranker.keys import Keys
-from ranker.models import BoardEntry, BoardPage, BoardPlayer, FieldError, LookupResponse
+from ranker.models import (
+    BoardEntry,
+    BoardPage,
+    BoardPlayer,
+    FieldError,
+    LookupResponse,
+    page_json,
+)
+from ranker.page_cache import PageCache
 from ranker.ranking import name_of, ranked, to_int
 from ranker.scripts import Scripts
 from ranker.settings import Settings
@@ -123,6 +132,7 @@ class Pages:
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
         self.reads = reads or Coalescer(redis, settings.coalesce_reads)
+        self.top_cache = PageCache(settings.top_cache)
 
     async def top(
         self, key: str, board: str, period: str, order: Order, limit: int, cursor: str | None
@@ -138,17 +148,47 @@ class Pages:
         """
         _positive("limit", limit)
         offset = 0 if cursor is None else decode_cursor(cursor, board, period)
+        _, page = await self._top(key, board, period, order, offset, limit, b"")
+        assert page is not None  # a read of no copy is answered with the page
+        return page
+
+    async def top_body(
+        self, key: str, board: str, period: str, order: Order, limit: int, cursor: str | None
+    ) -> bytes:
+        """``top``'s page as the JSON ``GET /api/boards/{board}/top`` answers, this process's
+        copy when Redis says it is current (``ranker.page_cache``); the same errors as ``top``."""
+        _positive("limit", limit)
+        offset = 0 if cursor is None else decode_cursor(cursor, board, period)
+        read = functools.partial(self._top, key, board, period, order, offset, limit)
+        return await self.top_cache.body(
+            (key, order, offset, limit, board, period), read, page_json
+        )
+
+    async def _top(
+        self,
+        key: str,
+        board: str,
+        period: str,
+        order: Order,
+        offset: int,
+        limit: int,
+        version: bytes,
+    ) -> tuple[bytes, BoardPage | None]:
+        """The pages version and the page, or None when ``version`` is current (board_top.lua)."""
         with translate_redis_errors():
-            ready, members, first_rank, flat, names = await self.reads.run(
+            ready, current, *page = await self.reads.run(
                 self.scripts.board_top,
-                [self.keys.marker, key, self.keys.names],
-                [order, offset, limit],
+                [self.keys.marker, key, self.keys.names, self.keys.pages_version],
+                [order, offset, limit, version],
             )
         self._check_ready(ready)
+        if not page:
+            return current, None
+        members, first_rank, flat, names = page
         entries = _board_entries(flat, int(first_rank), offset, names)
         after = offset + len(entries)
         more = bool(entries) and after < int(members)
-        return BoardPage(
+        return current, BoardPage(
             board=board,
             period=period,
             members=int(members),

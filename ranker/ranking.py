@@ -6,12 +6,10 @@ nothing scans a board on the request path.
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -32,76 +30,24 @@ from ranker.errors import (
     SessionConflict,
     TooManyRequests,
 )
+from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
 from ranker.memory import RedisMemory
-from ranker.models import BoardStanding, Entry, Standing, SubmitRequest, SubmitResponse
+from ranker.models import (
+    BoardStanding,
+    Entry,
+    Standing,
+    SubmitRequest,
+    SubmitResponse,
+    entries_json,
+)
+from ranker.page_cache import PageCache
 from ranker.placements import place, tokens_text
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 
-
-def session_says(user_id: int, score: int, game_mode: str) -> str:
-    """What a session was accepted with: a retry must say the same, or it is another session
-    reusing the id."""
-    return f"{user_id} {score} {game_mode}"
-
-
 #: How often a submission is placed again when the boards change under it.
 PLACE_ATTEMPTS = 3
-#: Length of an ``IdempotencyRecord``'s text: 22 characters of event id, 6 of digest.
-_RECORD_CHARS = 28
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyRecord:
-    """What a session's idempotency key holds: the event id it was accepted as and what it
-    said (``session_says``), or, for a key of an older version, what that one wrote.
-
-    Written as 28 characters: the event id's 16 bytes and a 4-byte BLAKE2b digest of what the
-    session said, each base64url. Redis keeps a value of up to 44 bytes inside its object (an
-    embedded string), here one allocation of 48 bytes, where the text form it replaces
-    (``<event id> <user> <score> <mode>``, 47 bytes and more) took two (docs/design.md, "Redis
-    keys"). A reuse of the id with other data whose digest matches (odds 1 in 2^32) is answered
-    as a retry: nothing is stored either way.
-    """
-
-    event_id: str
-    #: The digest of what the session said; the text itself for an older key; None for a key
-    #: older still, which kept the event id alone (such a key cannot tell: a retry, as it was).
-    says: str | None
-    legacy: bool = False
-
-    @classmethod
-    def of(cls, event_id: str, user_id: int, score: int, game_mode: str) -> IdempotencyRecord:
-        """The record of an acceptance."""
-        return cls(event_id, _says_digest(session_says(user_id, score, game_mode)))
-
-    @classmethod
-    def parse(cls, raw: bytes) -> IdempotencyRecord:
-        """The record a key holds, of this version or an older one."""
-        text = raw.decode()
-        if len(text) == _RECORD_CHARS and " " not in text:
-            packed = uuid.UUID(bytes=base64.urlsafe_b64decode(text[:22] + "=="))
-            return cls(str(packed), text[22:])
-        event_id, _, says = text.partition(" ")
-        return cls(event_id, says or None, legacy=True)
-
-    def text(self) -> str:
-        """The value to store (``submit.lua``, and the rebuild's restored keys)."""
-        packed = base64.urlsafe_b64encode(uuid.UUID(self.event_id).bytes).rstrip(b"=")
-        return packed.decode() + (self.says or "")
-
-    def is_retry(self, user_id: int, score: int, game_mode: str) -> bool:
-        """Whether a submission repeats the session this record is of."""
-        says = session_says(user_id, score, game_mode)
-        if self.says is None:
-            return True
-        return self.says == (says if self.legacy else _says_digest(says))
-
-
-def _says_digest(says: str) -> str:
-    digest = hashlib.blake2b(says.encode(), digest_size=4).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def to_int(raw: bytes | str | int | float) -> int:
@@ -184,6 +130,7 @@ class Ranking:
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
         self.reads = reads or Coalescer(redis, settings.coalesce_reads)
+        self.top_cache = PageCache(settings.top_cache)
         self._ttl_ms = str(settings.idempotency_ttl_s * 1000)
         self._max_backlog = str(settings.max_backlog)
 
@@ -222,6 +169,7 @@ class Ranking:
                 self.keys.moderation,
                 self.keys.names,
                 self.keys.names_delta,
+                self.keys.pages_version,
                 *(self.keys.board(p.slot) for p in placements),
                 *(self.keys.delta(p.slot) for p in placements),
                 *budget_keys,
@@ -336,11 +284,24 @@ class Ranking:
 
     async def top(self, limit: int, mode: str | None = None) -> list[Entry]:
         """The ``limit`` best players of a board, best first (ties share a rank)."""
-        keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
+        _, entries = await self._top(self.keys.board(boards.of_mode(mode)), limit, b"")
+        assert entries is not None  # a read of no copy is answered with the page
+        return entries
+
+    async def top_body(self, limit: int, mode: str | None = None) -> bytes:
+        """``top`` as the JSON ``GET /api/leaderboard/top`` answers, this process's copy
+        when Redis says it is current (``ranker.page_cache``); the same errors as ``top``."""
+        key = self.keys.board(boards.of_mode(mode))
+        read = functools.partial(self._top, key, limit)
+        return await self.top_cache.body((key, limit), read, entries_json)
+
+    async def _top(self, key: str, limit: int, version: bytes) -> tuple[bytes, list[Entry] | None]:
+        """The pages version and the page, or None when ``version`` is current (top.lua)."""
+        keys = [self.keys.marker, key, self.keys.names, self.keys.pages_version]
         with translate_redis_errors():
-            ready, flat, names = await self.reads.run(self.scripts.top, keys, [limit])
+            ready, current, *page = await self.reads.run(self.scripts.top, keys, [limit, version])
         self._check_ready(ready)
-        return ranked(flat, names=names)
+        return current, ranked(page[0], names=page[1]) if page else None
 
     async def around(self, user_id: int, side: int, mode: str | None = None) -> list[Entry]:
         """The player and up to ``side`` players above and below; ``NotFound`` if absent."""

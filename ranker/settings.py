@@ -167,6 +167,11 @@ class Settings(BaseSettings):
         description="Whether the read scripts that reach Redis in one event-loop turn go as one "
         "pipeline (one round trip, one connection) instead of one call each.",
     )
+    top_cache: bool = Field(
+        default=True,
+        description="Whether each API process keeps the encoded top pages it answered (256 of "
+        "each top route) and sends one again when Redis says no write since has changed it.",
+    )
     top_limit_max: int = Field(
         default=100, ge=1, le=10_000, description="Largest `limit` of top (and 2x `n` of around)."
     )

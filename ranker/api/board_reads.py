@@ -85,6 +85,16 @@ async def top_page(
     return await state.pages.top(key, board.id, period.id, board.order, limit, cursor)
 
 
+async def top_body(
+    state: AppState, record: Record, period: Period, limit: int, cursor: str | None
+) -> bytes:
+    """``top_page`` as the JSON of ``GET /api/boards/{board_id}/top``, the process's copy
+    when Redis says it is current (``ranker.page_cache``)."""
+    board = record.definition
+    key = await period_key(state, board, period)
+    return await state.pages.top_body(key, board.id, period.id, board.order, limit, cursor)
+
+
 async def watched_top(
     state: AppState, board_id: str, wanted: str, limit: int, shown: BoardPage | None
 ) -> BoardPage | None:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ranker.api.auth import Scope
-from ranker.api.board_reads import board_period, board_record, path_board_id, period_key, top_page
+from ranker.api.board_reads import board_period, board_record, path_board_id, period_key, top_body
 from ranker.api.guards import caller_of, guarded, observed
 from ranker.api.inputs import (
     invalid,
@@ -22,7 +22,7 @@ from ranker.api.inputs import (
     refuse_ambiguous_json,
     reject_unknown_query,
 )
-from ranker.api.problems import JSON
+from ranker.api.problems import JSON, EncodedJSON
 from ranker.api.state import AppState, state_of
 from ranker.catalog import Record
 from ranker.definitions import BOARD_ID_PATTERN, Board, BoardDefinition, PeriodOut
@@ -98,7 +98,7 @@ async def board_top(request: Request) -> Response:
     wanted = request.query_params.get("period")
     record, period = await board_period(state, path_board_id(request), wanted)
     cursor = request.query_params.get("cursor")
-    return JSON(await top_page(state, record, period, limit, cursor))
+    return EncodedJSON(await top_body(state, record, period, limit, cursor))
 
 
 @observed("board_player")

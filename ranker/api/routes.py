@@ -23,7 +23,7 @@ from ranker.api.inputs import (
 )
 from ranker.api.openapi import openapi_document
 from ranker.api.player_routes import player_routes
-from ranker.api.problems import JSON, EntriesJSON
+from ranker.api.problems import JSON, EncodedJSON, EntriesJSON
 from ranker.api.readiness import readiness
 from ranker.api.state import state_of
 from ranker.api.stream_routes import stream_routes
@@ -84,7 +84,7 @@ async def top(request: Request) -> Response:
     state = state_of(request)
     reject_unknown_query(request, {"limit", "mode"})
     limit = query_int(request, "limit", 10, 1, state.settings.top_limit_max)
-    return EntriesJSON(await state.ranking.top(limit, query_mode(request, state)))
+    return EncodedJSON(await state.ranking.top_body(limit, query_mode(request, state)))
 
 
 @observed("rank")

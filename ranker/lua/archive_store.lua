@@ -3,6 +3,8 @@
 --
 -- KEYS[1]  the loading key    KEYS[2] the archive key    KEYS[3] moderation version
 -- KEYS[4]  archive keys loaded (set: moderation drops them all)
+-- KEYS[5]  pages version (bumped when kept: the copy may differ from one that expired, if
+--          PostgreSQL had persisted more of the period since that one was loaded)
 -- ARGV[1]  the moderation version read before the load ("": none yet)
 -- ARGV[2]  seconds the archive lives after its last read
 --
@@ -14,4 +16,5 @@ end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[4], KEYS[2])
+redis.call('INCR', KEYS[5])
 return 1

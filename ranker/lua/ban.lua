@@ -3,9 +3,9 @@
 --
 -- KEYS[1]  players under moderation (hash)    KEYS[2] moderation version
 -- KEYS[3]  archive keys loaded (set)    KEYS[4] events stream    KEYS[5] definitions version
--- KEYS[6]  namespace marker
--- KEYS[7 .. 6+a]  the archive keys the caller read from KEYS[3] (dropped: they reload)
--- KEYS[7+a ..]    the live keys of every period of every board Redis may hold
+-- KEYS[6]  namespace marker    KEYS[7] pages version (bumped: the player leaves the pages)
+-- KEYS[8 .. 7+a]  the archive keys the caller read from KEYS[3] (dropped: they reload)
+-- KEYS[8+a ..]    the live keys of every period of every board Redis may hold
 -- ARGV[1]  user id    ARGV[2] the definitions version the caller listed the boards with
 -- ARGV[3]  a, the number of archive keys    ARGV[4] the admin's key id    ARGV[5] reason
 -- ARGV[6]  when (unix ms, the caller's clock)
@@ -28,14 +28,15 @@ if (redis.call('GET', KEYS[5]) or '') ~= ARGV[2] or redis.call('SCARD', KEYS[3])
 end
 -- An unban or a void under way is overtaken: their completion finds the state changed.
 redis.call('HSET', KEYS[1], user, 'b')
-for i = 7 + archives, #KEYS do
+for i = 8 + archives, #KEYS do
     redis.call('ZREM', KEYS[i], user)
 end
-for i = 7, 6 + archives do
+for i = 8, 7 + archives do
     redis.call('UNLINK', KEYS[i])
 end
 redis.call('DEL', KEYS[3])
 redis.call('INCR', KEYS[2])
+redis.call('INCR', KEYS[7])
 local id = redis.call('XADD', KEYS[4], '*', 'k', 'ban', 'u', user, 'a', ARGV[4], 'r', ARGV[5],
                       't', ARGV[6])
 return {'ok', id}

@@ -2,8 +2,8 @@
 -- stream, where the worker persists it in order with the sessions around it.
 --
 -- KEYS[1]  definitions hash    KEYS[2] definitions version    KEYS[3] events stream
--- KEYS[4]  namespace marker
--- KEYS[5..] keys removed with the change (a purge: the board's periods in Redis)
+-- KEYS[4]  namespace marker    KEYS[5] pages version (bumped by a change)
+-- KEYS[6..] keys removed with the change (a purge: the board's periods in Redis)
 -- ARGV[1]  board id
 -- ARGV[2]  the record the caller based its change on ("": none), compared and set
 -- ARGV[3]  the new record without its position: "<state> <definition json>"
@@ -33,8 +33,11 @@ if position == '' then
 end
 local record = position .. ' ' .. ARGV[3]
 redis.call('HSET', KEYS[1], ARGV[1], record)
-for i = 5, #KEYS do
+for i = 6, #KEYS do
     redis.call('UNLINK', KEYS[i])
 end
 redis.call('SET', KEYS[2], ARGV[5])
+-- A purge removes pages; the other changes show on none (the API resolves a board's state and
+-- periods before it reads), but they are rare and a bump costs a cache miss at most.
+redis.call('INCR', KEYS[5])
 return {1, record}

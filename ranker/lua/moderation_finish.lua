@@ -3,8 +3,9 @@
 --
 -- KEYS[1]  players under moderation (hash)    KEYS[2] moderation version
 -- KEYS[3]  archive keys loaded (set)    KEYS[4] rebuild flag
--- KEYS[5 .. 4+a]  the archive keys the caller read from KEYS[3] (dropped: they reload)
--- KEYS[5+a ..]    the live keys of every period of every board Redis may hold
+-- KEYS[5]  pages version (bumped: the player's scores change on the pages)
+-- KEYS[6 .. 5+a]  the archive keys the caller read from KEYS[3] (dropped: they reload)
+-- KEYS[6+a ..]    the live keys of every period of every board Redis may hold
 -- ARGV[1]  user id    ARGV[2] the state being completed ("u|v <token> <entry id>")
 -- ARGV[3]  a, the number of archive keys
 -- ARGV[4 ..] per live key, two values: the player's score there ("": none, the player leaves
@@ -26,8 +27,8 @@ if redis.call('SCARD', KEYS[3]) ~= archives then
     return -2
 end
 local user = ARGV[1]
-for i = 5 + archives, #KEYS do
-    local j = 4 + 2 * (i - 5 - archives)
+for i = 6 + archives, #KEYS do
+    local j = 4 + 2 * (i - 6 - archives)
     local score, expires = ARGV[j], ARGV[j + 1]
     if score == '' then
         redis.call('ZREM', KEYS[i], user)
@@ -38,10 +39,11 @@ for i = 5 + archives, #KEYS do
         end
     end
 end
-for i = 5, 4 + archives do
+for i = 6, 5 + archives do
     redis.call('UNLINK', KEYS[i])
 end
 redis.call('DEL', KEYS[3])
 redis.call('HDEL', KEYS[1], user)
 redis.call('INCR', KEYS[2])
+redis.call('INCR', KEYS[5])
 return 1

@@ -6,8 +6,9 @@
 -- KEYS[3]   players under moderation (hash): the banned ones are left out of every shadow
 --           (a ban PostgreSQL did not hold yet when the rebuild read it)
 -- KEYS[4]   display names: shadow    KEYS[5] their delta    KEYS[6] the live names
--- KEYS[7 .. 6+3n] per board period, three keys: temp (shadow), delta, live
--- KEYS[7+3n ..]  deltas of the periods this rebuild does not load (it loads some boards
+-- KEYS[7]   pages version (bumped: the boards and names are replaced)
+-- KEYS[8 .. 7+3n] per board period, three keys: temp (shadow), delta, live
+-- KEYS[8+3n ..]  deltas of the periods this rebuild does not load (it loads some boards
 --                only): dropped, their live keys are right
 -- ARGV[1]   generation id    ARGV[2] members per ZRANGE chunk of a delta
 -- ARGV[3]   n, the number of board periods loaded
@@ -33,7 +34,7 @@ for j = 1, #states, 2 do
     end
 end
 for slot = 0, loaded - 1 do
-    local i = 7 + 3 * slot
+    local i = 8 + 3 * slot
     local temp, delta, live = KEYS[i], KEYS[i + 1], KEYS[i + 2]
     local op, expires = ARGV[5 + 2 * slot], ARGV[6 + 2 * slot]
     -- Member by member: O(m log n) for a small delta, where ZUNIONSTORE would copy the whole
@@ -71,7 +72,7 @@ for slot = 0, loaded - 1 do
     end
     redis.call('UNLINK', delta)
 end
-for i = 7 + 3 * loaded, #KEYS do
+for i = 8 + 3 * loaded, #KEYS do
     redis.call('UNLINK', KEYS[i])
 end
 if ARGV[4] == '1' then
@@ -87,4 +88,7 @@ end
 redis.call('UNLINK', KEYS[5])
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1])
+-- The marker's new value alone makes every version new (the top scripts read it into theirs);
+-- the bump says so without relying on it.
+redis.call('INCR', KEYS[7])
 return 1

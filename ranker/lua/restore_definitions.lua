@@ -2,7 +2,7 @@
 -- own (a wipe, a new server): until then submissions are refused, since they would miss the
 -- boards that are not known yet.
 --
--- KEYS[1]  definitions hash    KEYS[2] definitions version
+-- KEYS[1]  definitions hash    KEYS[2] definitions version    KEYS[3] pages version
 -- ARGV[1]  a new version token
 -- ARGV[2..] pairs of board id and record (catalog.Record text)
 --
@@ -16,4 +16,6 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 redis.call('SET', KEYS[2], ARGV[1])
+-- As define.lua does for every change (the boards the pages resolve through are new).
+redis.call('INCR', KEYS[3])
 return 1

@@ -1,12 +1,13 @@
 -- set_name: set a player's display name alone (a submission may also set it, submit.lua).
 --
 -- KEYS[1]  display names (hash)    KEYS[2] their rebuild delta    KEYS[3] rebuild flag
--- KEYS[4]  events stream
+-- KEYS[4]  events stream    KEYS[5] pages version (bumped: pages show the name)
 -- ARGV[1]  user id    ARGV[2] the name (normalised by the caller)
 --
 -- Returns the id of the stream entry that records it: the worker persists it in order, so a
 -- later name always wins in PostgreSQL as it does here.
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[5])
 local fields = {'k', 'name', 'u', ARGV[1], 'n', ARGV[2]}
 local generation = redis.call('GET', KEYS[3])
 if generation then

@@ -9,9 +9,10 @@
 -- KEYS[6]            definitions version
 -- KEYS[7]            players under moderation (hash: user id -> state, keys.moderation)
 -- KEYS[8]            display names (hash: user id -> name)    KEYS[9] their rebuild delta
--- KEYS[10 .. 9+n]    the n boards of the session (one period of each); the first is `global`
--- KEYS[10+n .. 9+2n] the n delta keys of those boards, in the same order
--- KEYS[10+2n .. 9+2n+m] the m budget keys of the caller's write rate limit (keys.rate_limit)
+-- KEYS[10]           pages version (keys.pages_version: bumped by an accepted session)
+-- KEYS[11 .. 10+n]   the n boards of the session (one period of each); the first is `global`
+-- KEYS[11+n .. 10+2n] the n delta keys of those boards, in the same order
+-- KEYS[11+2n .. 10+2n+m] the m budget keys of the caller's write rate limit (keys.rate_limit)
 -- ARGV[1] user id    ARGV[2] score    ARGV[3] session id    ARGV[4] event id (uuid)
 -- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] accepted at (unix ms, API clock)
 -- ARGV[8] backlog limit (stream entries)
@@ -50,14 +51,14 @@
 -- include: budget
 
 local budgets = budgets_of(ARGV[16])
-local n = (#KEYS - 9 - #budgets) / 2
+local n = (#KEYS - 10 - #budgets) / 2
 local user = ARGV[1]
 local ready = redis.call('EXISTS', KEYS[5])
 
 local function standings(status, reply)
     local out = {status, ready, reply}
     for i = 1, n do
-        local board = KEYS[9 + i]
+        local board = KEYS[10 + i]
         local score = redis.call('ZSCORE', board, user)
         local rank = false
         if score then
@@ -76,7 +77,7 @@ end
 -- First the caller's budgets, charged here in the submission's one round trip (the API does not
 -- charge them beforehand): a retry or a banned player's submission is charged too, as any
 -- other, unless a budget refuses it.
-local limited = spend_budgets(10 + 2 * n, budgets, redis_now_ms())
+local limited = spend_budgets(11 + 2 * n, budgets, redis_now_ms())
 if limited then
     return {'limited', ready, limited[1], limited[2]}
 end
@@ -128,17 +129,17 @@ end
 
 for i = 1, n do
     local op = ARGV[16 + 3 * i - 2]
-    apply(KEYS[9 + i], op, ARGV[2])
+    apply(KEYS[10 + i], op, ARGV[2])
     local expires = ARGV[16 + 3 * i]
     if expires ~= '0' then
-        redis.call('PEXPIREAT', KEYS[9 + i], expires)
+        redis.call('PEXPIREAT', KEYS[10 + i], expires)
     end
     if generation then
         -- A rebuild is loading a snapshot: it merges these into its shadow boards at the swap.
         -- A delta of a period the rebuild does not load (a board made meanwhile) is never
         -- merged: it expires a day later, far beyond any rebuild's life.
-        apply(KEYS[9 + n + i], op, ARGV[2])
-        redis.call('PEXPIRE', KEYS[9 + n + i], 86400000)
+        apply(KEYS[10 + n + i], op, ARGV[2])
+        redis.call('PEXPIRE', KEYS[10 + n + i], 86400000)
     end
 end
 local fields = {'e', ARGV[4], 's', ARGV[3], 'u', user, 'p', ARGV[2], 'm', ARGV[5], 't', ARGV[7],
@@ -166,4 +167,7 @@ if generation then
     table.insert(fields, generation)
 end
 redis.call('XADD', KEYS[3], '*', unpack(fields))
+-- In the same call as the scores and the name it covers: no cached top page outlives them.
+-- (Only here: a refusal or a retry changed no board, and keeps every cached page.)
+redis.call('INCR', KEYS[10])
 return standings('ok', ARGV[4])

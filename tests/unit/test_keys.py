@@ -17,6 +17,7 @@ def test_every_key_of_a_namespace_shares_one_hash_tag() -> None:
         keys.marker,
         keys.rebuild_flag,
         keys.bound_database,
+        keys.pages_version,
         keys.rate_limit("write", "0123456789ab", 5, 60),
         keys.rate_limit("read", "address:2001:db8::1", 5, 60),
     ]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ranker.definitions import Order
 from ranker.errors import InvalidInput, NotFound, NotReady
 from ranker.keys import Keys
-from ranker.models import BoardEntry
+from ranker.models import BoardEntry, page_json
 from ranker.pages import Pages, decode_cursor, encode_cursor
 from ranker.settings import Settings
 
@@ -303,6 +303,49 @@ async def test_a_cursor_of_another_board_or_period_is_a_400_naming_the_cursor(
 
     assert_names_the_cursor(caught.value)
     assert "another board or period" in caught.value.detail
+
+
+@examples
+@given(board=boards, order=st.sampled_from(ORDERS), limit=st.integers(1, 8), data=st.data())
+async def test_a_page_body_is_the_json_of_the_page_whether_copied_or_read(
+    redis: fakeredis.FakeAsyncRedis,
+    board: dict[int, int],
+    order: Order,
+    limit: int,
+    data: st.DataObject,
+) -> None:
+    pages = Pages(redis, SETTINGS)  # a cache of its own per example
+    await load(redis, board)
+    offset = data.draw(st.integers(0, len(board) + 2), label="offset")
+    cursor = encode_cursor(BOARD, PERIOD, offset) if offset else None
+
+    async def both() -> tuple[bytes, bytes]:
+        body = await pages.top_body(KEY, BOARD, PERIOD, order, limit, cursor)
+        return body, page_json(await pages.top(KEY, BOARD, PERIOD, order, limit, cursor))
+
+    read, expected = await both()
+    copied, _ = await both()
+    assert read == copied == expected
+    # A writer's change bumps the version (as every script writing a board does) ...
+    await redis.zadd(KEY, {"999": 3})
+    await redis.incr(KEYS.pages_version)
+    changed, expected = await both()
+    assert changed == expected != read
+    # ... and a board gone by its TTL bumps nothing: its copy is not sent.
+    await redis.delete(KEY)
+    gone, expected = await both()
+    assert gone == expected and b'"members":0' in gone
+
+
+async def test_a_page_body_is_refused_while_the_marker_is_missing_even_with_a_copy(
+    redis: fakeredis.FakeAsyncRedis, pages: Pages
+) -> None:
+    await load(redis, {1: 1, 2: 5})
+    await pages.top_body(KEY, BOARD, PERIOD, "desc", 10, None)
+    await redis.delete(KEYS.marker)
+
+    with pytest.raises(NotReady):
+        await pages.top_body(KEY, BOARD, PERIOD, "desc", 10, None)
 
 
 async def test_every_read_refuses_while_the_marker_is_missing(

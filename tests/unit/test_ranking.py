@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ranker.errors import BacklogFull, NotFound, NotReady, RedisMemoryFull, SessionConflict
+from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
 from ranker.memory import MemoryReading, RedisMemory
-from ranker.models import SubmitRequest
-from ranker.ranking import IdempotencyRecord, Ranking, ranked
+from ranker.models import SubmitRequest, entries_json
+from ranker.ranking import Ranking, ranked
 from ranker.settings import Settings
 
 SETTINGS = Settings(
@@ -121,6 +122,25 @@ async def test_reads_refuse_while_the_marker_is_missing_but_submissions_are_kept
         await ranking.rank(1)
     with pytest.raises(NotReady):
         await ranking.top(10)
+
+
+async def test_a_top_body_is_the_json_of_top_and_every_accepted_session_changes_it(
+    ranking: Ranking, redis: fakeredis.FakeAsyncRedis
+) -> None:
+    await ranking.submit(SubmitRequest(user_id=1, score=5, username="Ann"))
+    first = await ranking.top_body(10)
+    assert first == await ranking.top_body(10) == entries_json(await ranking.top(10))
+    version = await redis.get(KEYS.pages_version)
+
+    await ranking.submit(SubmitRequest(user_id=2, score=5, session_id="s2"))
+    await ranking.submit(SubmitRequest(user_id=2, score=5, session_id="s2"))  # a retry
+
+    after = await ranking.top_body(10)
+    assert after == entries_json(await ranking.top(10)) != first
+    assert int(await redis.get(KEYS.pages_version)) == int(version) + 1  # the retry: no bump
+    await redis.delete(KEYS.marker)
+    with pytest.raises(NotReady):
+        await ranking.top_body(10)
 
 
 async def test_submissions_are_refused_while_redis_has_lost_the_boards(
@@ -231,18 +251,6 @@ async def test_a_key_of_the_previous_version_still_tells_a_retry_from_a_reuse(
         with pytest.raises(SessionConflict):
             await ranking.submit(request)
     assert await redis.exists(KEYS.events) == 0
-
-
-def test_a_record_survives_its_text_and_only_its_own_session_is_a_retry() -> None:
-    record = IdempotencyRecord.of("6d1f7b3e-0000-4000-8000-000000000003", 42, 1200, "team")
-
-    again = IdempotencyRecord.parse(record.text().encode())
-
-    assert again.event_id == "6d1f7b3e-0000-4000-8000-000000000003"
-    assert again.is_retry(42, 1200, "team")
-    assert not again.is_retry(42, 1201, "team")
-    assert not again.is_retry(43, 1200, "team")
-    assert not again.is_retry(42, 1200, "solo")
 
 
 class FullMemory(RedisMemory):
