@@ -19,11 +19,12 @@ from starlette.middleware.cors import CORSMiddleware
 from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.access import RequestContext
 from ranker.api.auth import KeyRing
+from ranker.api.direct import DirectRoutes
 from ranker.api.edge import RequestLimits
 from ranker.api.problems import exception_handlers
 from ranker.api.ratelimit import RateLimits
 from ranker.api.readiness import watch as watch_readiness
-from ranker.api.routes import routes
+from ranker.api.routes import hot, routes
 from ranker.api.state import AppState, ArchivedPeriods, BackgroundService
 from ranker.api.stream_routes import live_hub
 from ranker.api.traces import traced
@@ -134,8 +135,9 @@ def create_app(
                     task.cancel()
             await redis.aclose()
 
+    all_routes = routes(public_metrics=settings.metrics_port is None)
     app = Starlette(
-        routes=routes(public_metrics=settings.metrics_port is None),
+        routes=all_routes,
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
         middleware=[
@@ -149,6 +151,8 @@ def create_app(
                 max_url_bytes=settings.max_url_bytes,
                 max_header_bytes=settings.max_header_bytes,
             ),
+            # Innermost: the hot routes' handlers are called without the router's layers.
+            Middleware(DirectRoutes, routes=hot(all_routes)),
         ],
     )
     # A path with a trailing slash is not ours: a 404 problem, not a redirect to a guess.

@@ -140,6 +140,26 @@ async def index(request: Request) -> Response:
     return HTMLResponse(_page())
 
 
+#: The routes most requests take, most frequent first: dispatched without Starlette's router
+#: (``ranker.api.direct``).
+HOT_PATHS = (
+    "/api/leaderboard/rank/{user_id}",
+    "/api/leaderboard/top",
+    "/api/leaderboard/around/{user_id}",
+    "/api/leaderboard/submit",
+    "/api/boards/{board_id}/players/{user_id}",
+    "/api/boards/{board_id}/top",
+    "/api/boards/{board_id}/around/{user_id}",
+    "/api/boards/{board_id}/lookup",
+)
+
+
+def hot(all_routes: list[BaseRoute]) -> list[Route]:
+    """The routes of ``HOT_PATHS`` among ``all_routes``, in its order."""
+    by_path = {r.path: r for r in all_routes if isinstance(r, Route) and r.path in HOT_PATHS}
+    return [by_path[path] for path in HOT_PATHS]
+
+
 def routes(public_metrics: bool = True) -> list[BaseRoute]:
     """Every route of the service (paths kept from the original service); ``/metrics`` only
     when it has no port of its own."""
