@@ -9,6 +9,7 @@ that persisted it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -30,6 +31,8 @@ REQUEST_ID_PATTERN = "^[!-~]{1,64}$"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "request_id", "message")
+#: The logger of the access log: one line per request (``ranker.api.access``).
+ACCESS_LOGGER = "ranker.access"
 #: The name of the handlers ``configure`` installs (a second call replaces them).
 HANDLER_NAME = "ranker"
 
@@ -76,11 +79,45 @@ def formatter(log_format: str) -> logging.Formatter:
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record is written, not when the handler was
-    made (a test's capture replaces it, and closes the one it replaced)."""
+    made (a test's capture replaces it, and closes the one it replaced).
+
+    The access log's lines (``ACCESS_LOGGER``) logged in one turn of a running event loop are
+    written together at the start of the next turn, in one write: a loaded API process logs a
+    line per request, and a write and flush of its own for each was a tenth of a rank
+    lookup's CPU. They wait for no timer (the next turn follows at once) and keep their order.
+    Every other record is written at once, after what waits: the last lines of a process
+    (uvicorn's shutdown, a crash) are never left waiting for a turn that will not come.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
+        try:
+            line = self.format(record) + self.terminator
+            loop = asyncio._get_running_loop()  # None outside a loop, without raising
+            if loop is None or record.name != ACCESS_LOGGER:
+                self._write(line)
+                return
+            if not self._waiting:
+                loop.call_soon(self.flush)
+            self._waiting.append(line)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
+            self._write("")
+
+    def _write(self, line: str) -> None:
+        """Write the waiting lines and ``line`` to stderr (under the handler's lock)."""
+        text = "".join(self._waiting) + line
+        self._waiting.clear()
+        if text:
+            self.stream = sys.stderr
+            self.stream.write(text)
+            self.stream.flush()
 
 
 def configure(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from ranker import logs
 from ranker.api.auth import Caller
 from ranker.api.guards import printable
 
-log = logging.getLogger("ranker.access")
+log = logging.getLogger(logs.ACCESS_LOGGER)
 HEADER = b"x-request-id"
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +120,52 @@ def test_the_stderr_handler_writes_to_the_stderr_of_the_moment(
 
     assert "one" in first.getvalue() and "two" not in first.getvalue()
     assert "two" in second.getvalue()
+
+
+def test_access_lines_of_one_loop_turn_reach_stderr_together_in_order_at_the_next_turn(
+    restored_root: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs.configure(Settings())
+    stream = io.StringIO()
+    writes: list[str] = []
+    real_write = stream.write
+    monkeypatch.setattr(stream, "write", lambda text: writes.append(text) or real_write(text))
+    monkeypatch.setattr("sys.stderr", stream)
+    logger = logging.getLogger(logs.ACCESS_LOGGER)
+
+    async def one_turn() -> str:
+        for n in range(5):
+            logger.warning("line %d", n)
+        held = stream.getvalue()
+        await asyncio.sleep(0)  # the next turn: the handler's flush runs before this resumes
+        return held
+
+    held = asyncio.run(one_turn())
+
+    assert held == ""  # nothing written within the turn that logged
+    assert len(writes) == 1  # one write for the five lines
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in lines] == [f"line {n}" for n in range(5)]
+
+
+def test_other_lines_are_written_at_once_after_the_waiting_ones(
+    restored_root: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs.configure(Settings())
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    other = logging.getLogger("uvicorn.error")
+
+    async def in_one_turn() -> str:
+        access.info("request")  # waits for the loop's next turn
+        other.info("shutdown")  # a process's last line: written now, after the waiting one
+        from_thread = threading.Thread(target=access.warning, args=("thread",))
+        from_thread.start()
+        from_thread.join()  # no loop runs in the thread: written now too
+        return stream.getvalue()
+
+    written = asyncio.run(in_one_turn())
+
+    lines = [line.rsplit(": ", 1)[1] for line in written.splitlines()]
+    assert lines == ["request", "shutdown", "thread"]
