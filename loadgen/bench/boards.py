@@ -155,6 +155,7 @@ def floor_keys(settings: Settings, instant: datetime) -> SubmitKeys:
     return SubmitKeys(
         stream=f"{FLOOR_PREFIX}:events",
         idempotency_prefix=f"{FLOOR_PREFIX}:idem:",
+        pages_version=f"{FLOOR_PREFIX}:pages:version",
         ttl_ms=settings.idempotency_ttl_s * 1000,
         default_mode=settings.default_game_mode,
         global_board=_floor_board(GLOBAL),

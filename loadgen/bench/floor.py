@@ -1,9 +1,11 @@
 """The floor app: the least any service can do per request on this stack.
 
 A bare Starlette app on the same uvicorn settings as ranker, whose endpoints make one Redis call
-each (ZREVRANK for a rank, ZREVRANGE 0 9 for the top) on the same Redis, with no validation,
-no auth and no metrics. ranker's throughput is compared with it in the same run. Run it with
-``uvicorn --factory loadgen.bench.floor:app`` and ``FLOOR_REDIS_URL`` / ``FLOOR_BOARD`` set.
+each (ZREVRANK for a rank, ZREVRANGE 0 9 for the top, one EVALSHA of ``AROUND`` for the players
+around one) on the same Redis, with no validation, no auth and no metrics. ranker's throughput
+is compared with it in the same run. Run it with ``uvicorn --factory loadgen.bench.floor:app``
+and ``FLOOR_REDIS_URL`` / ``FLOOR_BOARD`` set (``--http ranker.api.protocol:GuardedProtocol``:
+on ranker's server).
 
 With ``FLOOR_SUBMIT`` set (JSON: ``SubmitKeys``), ``POST /api/leaderboard/submit`` too: the body
 parsed with orjson, and one EVALSHA of ``floor_submit.lua`` (registered once, at start-up), the
@@ -32,6 +34,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 SCRIPT = Path(__file__).with_name("floor_submit.lua")
+#: A player and the ``ARGV[2]`` players either side of it, with scores (the least Redis work of
+#: an around answer: one call, no names).
+AROUND = """
+local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+if not rank then return false end
+local side = tonumber(ARGV[2])
+return redis.call('ZREVRANGE', KEYS[1], math.max(rank - side, 0), rank + side, 'WITHSCORES')
+"""
 
 
 class SubmitKeys(TypedDict):
@@ -42,6 +52,7 @@ class SubmitKeys(TypedDict):
     ttl_ms: int
     default_mode: str
     global_board: str
+    pages_version: str
     #: Per game mode: its board, then the daily best, weekly sum and monthly best boards.
     boards: dict[str, list[str]]
     #: Per game mode: the stream field ``b`` ranker writes for it (``placements.tokens_text``).
@@ -60,6 +71,7 @@ def app() -> Starlette:
     if "FLOOR_SUBMIT" in os.environ:
         keys = orjson.loads(os.environ["FLOOR_SUBMIT"])
     sha = ""
+    around_sha = ""
 
     async def rank(request: Request) -> Response:
         position = await redis.zrevrank(board, request.path_params["user_id"])
@@ -68,6 +80,16 @@ def app() -> Starlette:
     async def top(request: Request) -> Response:
         entries: Any = await redis.zrevrange(board, 0, 9, withscores=True)
         body = [{"user_id": int(m), "total_score": int(s)} for m, s in entries]
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def around(request: Request) -> Response:
+        side = int(request.query_params.get("n", "5"))
+        user_id = request.path_params["user_id"]
+        found: Any = await redis.evalsha(around_sha, 1, board, user_id, side)
+        if found is None:
+            return Response(b"{}", status_code=404, media_type="application/json")
+        pairs = zip(found[::2], found[1::2], strict=True)
+        body = [{"user_id": int(m), "total_score": int(s)} for m, s in pairs]
         return Response(orjson.dumps(body), media_type="application/json")
 
     async def submit(request: Request) -> Response:
@@ -82,11 +104,12 @@ def app() -> Starlette:
         session_digest = hashlib.blake2b(session.encode(), digest_size=16).digest()
         reply: Any = await redis.evalsha(
             sha,
-            7,
+            8,
             keys["idempotency_prefix"] + _b64(session_digest),
             keys["stream"],
             keys["global_board"],
             *keys["boards"][mode],
+            keys["pages_version"],
             user,
             score,
             session,
@@ -106,7 +129,8 @@ def app() -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        nonlocal sha
+        nonlocal sha, around_sha
+        around_sha = await redis.script_load(AROUND)
         if keys is not None:
             sha = await redis.script_load(SCRIPT.read_text())
         yield
@@ -115,6 +139,7 @@ def app() -> Starlette:
     routes = [
         Route("/api/leaderboard/rank/{user_id}", rank),
         Route("/api/leaderboard/top", top),
+        Route("/api/leaderboard/around/{user_id}", around),
     ]
     if keys is not None:
         routes.append(Route("/api/leaderboard/submit", submit, methods=["POST"]))

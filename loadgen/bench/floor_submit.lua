@@ -5,7 +5,7 @@
 -- KEYS[1] idempotency key of the session      KEYS[2] events stream
 -- KEYS[3] the global board (sum)              KEYS[4] the session's mode board (sum)
 -- KEYS[5] daily best (keep the higher)        KEYS[6] weekly sum
--- KEYS[7] monthly best (keep the higher)
+-- KEYS[7] monthly best (keep the higher)    KEYS[8] pages version (ranker's top-page copies)
 -- ARGV[1] user id    ARGV[2] score    ARGV[3] session id    ARGV[4] event id (uuid)
 -- ARGV[5] game mode  ARGV[6] idempotency ttl (ms)  ARGV[7] accepted at (unix ms)
 -- ARGV[8] the placements, as ranker's stream entry lists them   ARGV[9] request id
@@ -22,6 +22,7 @@ redis.call('ZINCRBY', KEYS[4], score, user)
 redis.call('ZADD', KEYS[5], 'GT', score, user)
 redis.call('ZINCRBY', KEYS[6], score, user)
 redis.call('ZADD', KEYS[7], 'GT', score, user)
+redis.call('INCR', KEYS[8])
 -- The fields ranker's entry has when neither traces nor a display name are on (`w`, `n`).
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[4], 's', ARGV[3], 'u', user, 'p', score,
            'm', ARGV[5], 't', ARGV[7], 'b', ARGV[8], 'q', ARGV[9])

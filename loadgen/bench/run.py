@@ -32,7 +32,7 @@ from ranker.settings import Settings
 WORKLOADS = ("rank", "top", "submit", "mix")
 #: Measured at ``TARGET_RATE`` only, for the cost per request of every route the bench drives.
 COST_WORKLOADS = ("around",)
-FLOOR_WORKLOADS = ("rank", "top")  # the endpoints the floor app also serves
+FLOOR_WORKLOADS = ("rank", "top", "around")  # the endpoints the floor app also serves
 TARGET_RATE = 1_000  # the rate the latency targets (and the worker's lag) are read at
 #: The workloads read at ``TARGET_RATE`` by a target or by the cost per request (a median of
 #: ``repeats`` runs each).
@@ -210,12 +210,15 @@ def http_phase(
     ``COST_WORKLOADS`` at ``TARGET_RATE`` only.
 
     The figures a target reads are measured ``repeats`` times and the median reported: the
-    fixed-rate runs at ``TARGET_RATE``, and the maximum of ``rank`` and ``top``, which run in
-    rounds alternating with the floor app's (the same Redis, one at a time) so that both
-    sides of each ratio see the same moment of a machine whose speed drifts. Returns the
+    fixed-rate runs at ``TARGET_RATE``, and the maximum of each of ``FLOOR_WORKLOADS``, which
+    run in rounds alternating with the floor app's, on ranker's server and on stock uvicorn
+    (the same Redis, one at a time) so that both sides of each ratio see the same moment of a
+    machine whose speed drifts. Returns the
     ranker's figures and the floor app's (each with the ratio of every round)."""
     service = Service.ranker_with_worker(stack)
-    floor = Service.floor(stack, Keys(settings.namespace).board(GLOBAL))
+    board = Keys(settings.namespace).board(GLOBAL)
+    floor = Service.floor(stack, board)
+    stock = Service.floor(stack, board, stock=True)
     figures: dict[str, Any] = {}
     floor_figures: dict[str, Any] = {}
     try:
@@ -224,7 +227,7 @@ def http_phase(
             figures[workload] = {
                 str(rate): fixed_rate(service, settings, config, workload, rate) for rate in rates
             }
-            if workload in COST_WORKLOADS:
+            if workload in COST_WORKLOADS and workload not in FLOOR_WORKLOADS:
                 continue
             if workload not in FLOOR_WORKLOADS:
                 phase(f"{workload} at its maximum")
@@ -235,17 +238,20 @@ def http_phase(
                 continue
             ours: list[dict[str, Any]] = []
             theirs: list[dict[str, Any]] = []
+            stocks: list[dict[str, Any]] = []
+            sides = ((ours, service, "ranker"), (theirs, floor, "floor app"))
             for n in range(config.repeats):
-                for runs, side in ((ours, service), (theirs, floor)):
-                    name = "ranker" if side is service else "floor app"
+                for runs, side, name in (*sides, (stocks, stock, "floor app on stock uvicorn")):
                     phase(f"{name}: {workload} at its maximum, round {n + 1}")
                     runs.append(load(side, load_config(side, workload, config), config.warmup_s))
             figures[workload]["max"] = median_run(ours, _achieved)
             floor_figures[workload] = median_run(theirs, _achieved)
+            floor_figures[workload]["stock"] = median_run(stocks, _achieved)
             floor_figures[workload]["ratios"] = [
                 _achieved(a) / _achieved(b) for a, b in zip(ours, theirs, strict=True)
             ]
     finally:
+        stock.stop()
         floor.stop()
         service.stop()
     return figures, floor_figures

@@ -152,9 +152,13 @@ class Service:
         self._ps.append(psutil.Process(worker.pid))
 
     @classmethod
-    def floor(cls, stack: Stack, board_key: str, submit: str | None = None) -> Service:
-        """The floor app on the same uvicorn settings, on the same Redis; with ``submit`` (the
-        JSON of ``loadgen.bench.floor``'s ``FLOOR_SUBMIT``), its submit route too."""
+    def floor(
+        cls, stack: Stack, board_key: str, submit: str | None = None, stock: bool = False
+    ) -> Service:
+        """The floor app on the same Redis, on ranker's server (uvicorn with ranker's HTTP
+        protocol, ``ranker.api.protocol``), or with ``stock`` on uvicorn's own: the two tell
+        the server's part of a gain from ranker's code's. With ``submit`` (the JSON of
+        ``loadgen.bench.floor``'s ``FLOOR_SUBMIT``), its submit route too."""
         port = devservers.free_port()
         argv = [
             sys.executable,
@@ -168,6 +172,8 @@ class Service:
             "--log-level",
             "warning",
         ]
+        if not stock:
+            argv += ["--http", "ranker.api.protocol:GuardedProtocol"]
         env = stack.env(FLOOR_REDIS_URL=stack.redis_url, FLOOR_BOARD=board_key)
         if submit is not None:
             env["FLOOR_SUBMIT"] = submit

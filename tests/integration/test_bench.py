@@ -53,9 +53,11 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert figures["verify"].startswith("ok: ")
     assert figures["drain"]["events"] == 1500
     assert len(figures["drain"]["runs"]) == 2
-    for workload in ("rank", "top"):
+    for workload in ("rank", "top", "around"):
         assert len(figures["http"][workload]["max"]["runs"]) == 2
         assert len(figures["floor"][workload]["ratios"]) == 2
+        assert figures["floor"][workload]["count"] > 0 and figures["floor"][workload]["ok"] > 0
+        assert figures["floor"][workload]["stock"]["count"] > 0
     for workload in ("rank", "top", "submit", "mix"):
         assert set(figures["http"][workload]) == {"100", "max"}
         assert figures["http"][workload]["max"]["count"] > 0
