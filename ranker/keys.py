@@ -137,9 +137,10 @@ class Keys:
 
     @property
     def pages_version(self) -> str:
-        """A counter bumped by every write that can change what a top page shows, in the same
-        call: the processes' copies of pages (``ranker.page_cache``) are current while it
-        stands still. A page reads the marker, its board's key and ``names``, so the writers of
+        """A version set by every write that can change what a top page shows, in the same
+        call (``lua/lib/bump_pages.lua``: from Redis's clock, never back to an earlier one):
+        the processes' copies of pages (``ranker.page_cache``) are current while it stands
+        still. A page reads the marker, its board's key and ``names``, so the writers of
         those bump it: submit (accepted only), set_name, ban, moderation_finish, define,
         restore_definitions, rebuild_swap (shadows and names renamed in), archive_store (a
         reloaded copy). The other writers touch no key a page reads: unban and void (state and

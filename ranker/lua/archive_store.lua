@@ -9,6 +9,7 @@
 -- ARGV[2]  seconds the archive lives after its last read
 --
 -- Returns 1 when kept; 0 when the version moved (the load is dropped: the caller loads again).
+-- include: bump_pages
 if (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then
     redis.call('UNLINK', KEYS[1])
     return 0
@@ -16,5 +17,5 @@ end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[4], KEYS[2])
-redis.call('INCR', KEYS[5])
+bump_pages(KEYS[5])
 return 1

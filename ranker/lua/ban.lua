@@ -14,6 +14,7 @@
 -- already is (nothing changes); "stale" when the boards or the archives changed since the
 -- caller listed them (nothing changes: it lists them again); "unloaded" when Redis lost the
 -- namespace and its rebuild (which gives back the bans) has not finished.
+-- include: bump_pages
 if redis.call('EXISTS', KEYS[6]) == 0 then
     return {'unloaded', false}
 end
@@ -36,7 +37,7 @@ for i = 8, 7 + archives do
 end
 redis.call('DEL', KEYS[3])
 redis.call('INCR', KEYS[2])
-redis.call('INCR', KEYS[7])
+bump_pages(KEYS[7])
 local id = redis.call('XADD', KEYS[4], '*', 'k', 'ban', 'u', user, 'a', ARGV[4], 'r', ARGV[5],
                       't', ARGV[6])
 return {'ok', id}

@@ -2,7 +2,7 @@
 -- the caller's copy of it is current.
 --
 -- KEYS[1]  namespace marker    KEYS[2] board (a period's sorted set)    KEYS[3] names (hash)
--- KEYS[4]  pages version (a counter every write a page can show bumps: keys.pages_version)
+-- KEYS[4]  pages version (set by every write a page can show: keys.pages_version, bump_pages)
 -- ARGV[1]  order: desc (highest first) or asc (lowest first)
 -- ARGV[2]  offset (>= 0)    ARGV[3] page length (>= 1)
 -- ARGV[4]  the version of the caller's copy of this page ("": none)
@@ -14,7 +14,7 @@
 -- member order, so paging by offset is stable while the board is unchanged); first_rank the
 -- competition rank of the first entry (0 when the page is empty), from which the caller
 -- derives the others' ranks; names the entries' display names in order (false: none; one
--- HMGET for the page). version is "<marker's value> <counter>" (as top.lua's). ready is 0
+-- HMGET for the page). version is "<marker's value> <pages version>" (as top.lua's). ready is 0
 -- (version "", the rest 0 and empty) when the namespace is not loaded. O(log n + length).
 -- include: names_of
 local marker = redis.call('GET', KEYS[1])

@@ -18,6 +18,7 @@
 -- the one the caller read (nothing is changed: it reads again and decides again), {-1, ""}
 -- when Redis lost the definitions (wiped, and their rebuild has not begun: a change now would
 -- hide the ones the rebuild restores from PostgreSQL).
+-- include: bump_pages
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
     return {-1, ''}
 end
@@ -39,5 +40,5 @@ end
 redis.call('SET', KEYS[2], ARGV[5])
 -- A purge removes pages; the other changes show on none (the API resolves a board's state and
 -- periods before it reads), but they are rare and a bump costs a cache miss at most.
-redis.call('INCR', KEYS[5])
+bump_pages(KEYS[5])
 return {1, record}

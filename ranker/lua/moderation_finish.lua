@@ -16,6 +16,7 @@
 -- Returns 1 when done; 0 when the state changed (another action overtook this one: nothing
 -- is written); -1 while a rebuild runs (its swap would overwrite the scores: retry after it);
 -- -2 when the archives changed since the caller listed them (list them again).
+-- include: bump_pages
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
     return 0
 end
@@ -45,5 +46,5 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('HDEL', KEYS[1], user)
 redis.call('INCR', KEYS[2])
-redis.call('INCR', KEYS[5])
+bump_pages(KEYS[5])
 return 1

@@ -20,6 +20,7 @@
 --
 -- Returns 1 on success; 0 when the flag no longer holds this generation (the rebuild outlived
 -- its TTL or another one took over): nothing is changed then and the caller starts again.
+-- include: bump_pages
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return 0
 end
@@ -90,5 +91,5 @@ redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1])
 -- The marker's new value alone makes every version new (the top scripts read it into theirs);
 -- the bump says so without relying on it.
-redis.call('INCR', KEYS[7])
+bump_pages(KEYS[7])
 return 1

@@ -8,6 +8,7 @@
 --
 -- Returns 1 when they were restored; 0 when Redis has its own (a version exists): those are
 -- newer, PostgreSQL gets every change through the events stream, after Redis.
+-- include: bump_pages
 if redis.call('EXISTS', KEYS[2]) == 1 then
     return 0
 end
@@ -17,5 +18,5 @@ for i = 2, #ARGV, 2 do
 end
 redis.call('SET', KEYS[2], ARGV[1])
 -- As define.lua does for every change (the boards the pages resolve through are new).
-redis.call('INCR', KEYS[3])
+bump_pages(KEYS[3])
 return 1

@@ -6,8 +6,9 @@
 --
 -- Returns the id of the stream entry that records it: the worker persists it in order, so a
 -- later name always wins in PostgreSQL as it does here.
+-- include: bump_pages
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('INCR', KEYS[5])
+bump_pages(KEYS[5])
 local fields = {'k', 'name', 'u', ARGV[1], 'n', ARGV[2]}
 local generation = redis.call('GET', KEYS[3])
 if generation then

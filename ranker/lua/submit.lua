@@ -49,6 +49,7 @@
 --   a score and rank are false when the player is not on that board (only for "seen");
 --   ready is 1 when the marker exists (the boards are loaded), else 0.
 -- include: budget
+-- include: bump_pages
 
 local budgets = budgets_of(ARGV[16])
 local n = (#KEYS - 10 - #budgets) / 2
@@ -169,5 +170,5 @@ end
 redis.call('XADD', KEYS[3], '*', unpack(fields))
 -- In the same call as the scores and the name it covers: no cached top page outlives them.
 -- (Only here: a refusal or a retry changed no board, and keeps every cached page.)
-redis.call('INCR', KEYS[10])
+bump_pages(KEYS[10])
 return standings('ok', ARGV[4])

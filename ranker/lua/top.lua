@@ -1,15 +1,15 @@
 -- top: the first players of a board, best first, unless the caller's copy of them is current.
 --
 -- KEYS[1]  namespace marker    KEYS[2] board    KEYS[3] display names (hash)
--- KEYS[4]  pages version (a counter every write a page can show bumps: keys.pages_version)
+-- KEYS[4]  pages version (set by every write a page can show: keys.pages_version, bump_pages)
 -- ARGV[1]  how many (>= 1)
 -- ARGV[2]  the version of the caller's copy of this page ("": none)
 --
 -- Returns {ready, version} when ARGV[2] is the current version and the board exists (the
 -- caller's copy is the page), else {ready, version, entries, names}: entries is the flat
 -- ZREVRANGE ... WITHSCORES reply (member, score, member, score, ...), names the entries'
--- display names in order (false: none). version is "<marker's value> <counter>": a wiped
--- namespace counts again from 0 under the marker of its rebuild, so no version comes back.
+-- display names in order (false: none). version is "<marker's value> <pages version>": a
+-- wiped namespace starts its versions again under the marker of its rebuild, so none comes back.
 -- ready is 0 (version "", the lists empty) when the namespace is not loaded. The first
 -- entry's rank is 1; the caller derives the others from ties.
 -- include: names_of
