@@ -15,12 +15,11 @@ import asyncio
 import uuid
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.bulkload import bulk_loader
 from persistence.database import make_pool, translate_db_errors
-from ranker.connections import background_redis, translate_redis_errors
+from ranker.connections import Client, background_redis, translate_redis_errors
 from ranker.errors import Unavailable
 from ranker.keys import Keys
 from ranker.placements import ARCHIVE_TTL_S, slot_of
@@ -42,7 +41,7 @@ class Archive:
         self.keys = Keys(settings.namespace)
         self._pool = pool or make_pool(settings, max_size=2)
         self._owns_pool = pool is None
-        self._redis: Redis | None = None
+        self._redis: Client | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self._redis = background_redis(self.settings)
@@ -73,7 +72,7 @@ class Archive:
                 return
         raise Unavailable("players of this period kept being moderated while it loaded: retry")
 
-    async def _load_once(self, board: str, period: str, key: str, redis: Redis) -> bool:
+    async def _load_once(self, board: str, period: str, key: str, redis: Client) -> bool:
         loading = self.keys.loading(slot_of(board, period), uuid.uuid4().hex)
         with translate_redis_errors():
             async with redis.pipeline(transaction=True) as pipe:
@@ -84,7 +83,7 @@ class Archive:
         excluded = {int(user) for user, state in states.items() if state[:1] in (b"b", b"u")}
         with translate_db_errors():
             async with self._pool.connection() as conn, conn.transaction():
-                async with bulk_loader(redis) as loader:
+                async with bulk_loader(redis, loading) as loader:
                     async for rows in repository.iter_board_scores(
                         conn, board, period, self.settings.rebuild_batch_size
                     ):

@@ -16,20 +16,20 @@ from __future__ import annotations
 import logging
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.rebuild import Rebuild
 from persistence.stream import accepted_seq
 from ranker.catalog import Catalog, Record
+from ranker.connections import Client
 from ranker.placements import op_of
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker.backfill")
 
 
-async def fill_boards(settings: Settings, redis: Redis, pool: AsyncConnectionPool) -> list[str]:
+async def fill_boards(settings: Settings, redis: Client, pool: AsyncConnectionPool) -> list[str]:
     """Backfill every board that is filling and whose position is persisted; the ids done."""
     catalog = Catalog(redis, settings)
     filled = []
@@ -41,7 +41,7 @@ async def fill_boards(settings: Settings, redis: Redis, pool: AsyncConnectionPoo
 
 
 async def _fill(
-    settings: Settings, redis: Redis, pool: AsyncConnectionPool, catalog: Catalog, record: Record
+    settings: Settings, redis: Client, pool: AsyncConnectionPool, catalog: Catalog, record: Record
 ) -> None:
     board = record.definition
     with translate_db_errors():

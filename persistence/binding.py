@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.errors import ConfigurationError
 from ranker.keys import Keys
 
@@ -91,7 +90,7 @@ async def pool_identity(pool: AsyncConnectionPool) -> DatabaseIdentity:
             return await database_identity(conn)
 
 
-async def bound_to(redis: Redis, keys: Keys) -> DatabaseIdentity | None:
+async def bound_to(redis: Client, keys: Keys) -> DatabaseIdentity | None:
     """The database the namespace is bound to; ``None`` when it is bound to none (new, or
     Redis lost its data)."""
     with translate_redis_errors():
@@ -99,7 +98,7 @@ async def bound_to(redis: Redis, keys: Keys) -> DatabaseIdentity | None:
     return None if raw is None else DatabaseIdentity.parse(raw)
 
 
-async def claim(redis: Redis, namespace: str, mine: DatabaseIdentity) -> None:
+async def claim(redis: Client, namespace: str, mine: DatabaseIdentity) -> None:
     """Bind the namespace to ``mine`` if it is bound to none; ``BoundElsewhere`` when it is
     bound to another database."""
     with translate_redis_errors():
@@ -116,7 +115,7 @@ class Binding:
     """The binding as the workers of one process see it: their database's identity (read
     once) and the refusal in force, if any (``refusal``, which ``/readyz`` reports)."""
 
-    def __init__(self, namespace: str, redis: Redis, pool: AsyncConnectionPool) -> None:
+    def __init__(self, namespace: str, redis: Client, pool: AsyncConnectionPool) -> None:
         self.namespace = namespace
         self.redis = redis
         self.pool = pool

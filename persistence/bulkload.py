@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
+from redis.exceptions import RedisClusterException
 
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 
 #: Commands sent and not yet answered: enough to keep Redis busy while the next is packed.
 WINDOW = 4
@@ -69,18 +70,41 @@ class BulkLoader:
 
 
 @contextlib.asynccontextmanager
-async def bulk_loader(redis: Redis, window: int = WINDOW) -> AsyncIterator[BulkLoader]:
-    """A loader on a connection taken from ``redis``'s pool; every command is answered before
-    the connection goes back, and a connection left mid-reply is closed instead."""
-    pool = redis.connection_pool
+async def bulk_loader(redis: Client, key: str, window: int = WINDOW) -> AsyncIterator[BulkLoader]:
+    """A loader on a connection of its own, to the node that holds ``key`` (one of the keys it
+    will load: on a cluster every key of a namespace shares its node); every command is
+    answered before the connection goes back, and a connection left mid-reply is closed
+    instead. A cluster that moves the key's slot meanwhile answers MOVED: a 503, and the
+    caller (a rebuild, a reload) starts again."""
     with translate_redis_errors():
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        async with _connection(redis, key) as connection:
+            try:
+                loader = BulkLoader(connection, window)
+                yield loader
+                await loader.flush()
+            except BaseException:
+                await connection.disconnect()
+                raise
+
+
+@contextlib.asynccontextmanager
+async def _connection(redis: Client, key: str) -> AsyncIterator[Any]:
+    """A connection of the pool of ``key``'s node, given back on exit."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()  # learns the layout once; at once afterwards
+        node = redis.get_node_from_key(key)
+        if node is None:
+            raise RedisClusterException(f"no node of the cluster serves {key!r}")
+        connection = node.acquire_connection()
         try:
-            loader = BulkLoader(connection, window)
-            yield loader
-            await loader.flush()
-        except BaseException:
-            await connection.disconnect()
-            raise
+            await connection.connect()  # type: ignore[no-untyped-call]
+            yield connection
         finally:
-            await pool.release(connection)
+            node.release(connection)
+        return
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        yield connection
+    finally:
+        await pool.release(connection)

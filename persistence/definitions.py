@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.player_restore import restore_bans
 from persistence.stream import accepted_seq
 from ranker.catalog import Record
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import BoardDefinition, builtin_boards
 from ranker.keys import Keys
 from ranker.scripts import Scripts
@@ -70,7 +69,7 @@ async def stored_definitions(pool: AsyncConnectionPool) -> list[Record]:
     return records
 
 
-async def restore_definitions(redis: Redis, settings: Settings, pool: AsyncConnectionPool) -> bool:
+async def restore_definitions(redis: Client, settings: Settings, pool: AsyncConnectionPool) -> bool:
     """Give Redis the definitions PostgreSQL holds if it lost its own; whether it did. From
     then on submissions are accepted again, before the boards are loaded: the bans are given
     back first (when Redis lost the namespace), so none of a banned player's is accepted."""

@@ -23,7 +23,6 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import players, repository
 from persistence.database import make_pool, translate_db_errors
@@ -31,7 +30,7 @@ from persistence.definitions import logged_boards
 from persistence.players import Action
 from persistence.stream import Fields, accepted_seq, parse_definition
 from ranker.catalog import Catalog
-from ranker.connections import background_redis
+from ranker.connections import Client, background_redis
 from ranker.errors import RankerError, Unavailable
 from ranker.moderation import (
     AuditEntry,
@@ -139,7 +138,7 @@ class Moderator:
         self,
         settings: Settings,
         pool: AsyncConnectionPool | None = None,
-        redis: Redis | None = None,
+        redis: Client | None = None,
     ) -> None:
         self.settings = settings
         self._pool = pool or make_pool(settings, max_size=2)
@@ -171,7 +170,7 @@ class Moderator:
         return None
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> Client:
         if self._redis is None:
             raise Unavailable("moderation is not available while the service starts or stops")
         return self._redis
@@ -233,7 +232,7 @@ class Moderator:
                 return await players.select_audit_log(conn, before, limit)
 
 
-async def complete_pending(settings: Settings, redis: Redis, pool: AsyncConnectionPool) -> int:
+async def complete_pending(settings: Settings, redis: Client, pool: AsyncConnectionPool) -> int:
     """Complete the unbans and voids whose caller did not (it timed out or died): the
     watchdog's round. Returns how many were completed."""
     moderator = Moderator(settings, pool, redis)

@@ -8,18 +8,17 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import players
 from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
 from persistence.stream import StreamEntry, accepted_seq, generation_of
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.keys import Keys
 from ranker.moderation import BANNED
 
 
-async def restore_bans(redis: Redis, keys: Keys, pool: AsyncConnectionPool) -> int:
+async def restore_bans(redis: Client, keys: Keys, pool: AsyncConnectionPool) -> int:
     """Give Redis back the bans PostgreSQL holds, when it lost the namespace (no marker: the
     moderation states went with it; none can have been set since, they are refused while the
     namespace is not loaded). Returns how many."""
@@ -35,16 +34,16 @@ async def restore_bans(redis: Redis, keys: Keys, pool: AsyncConnectionPool) -> i
     return len(banned)
 
 
-async def load_names(conn: AsyncConnection, redis: Redis, keys: Keys, batch_size: int) -> int:
+async def load_names(conn: AsyncConnection, redis: Client, keys: Keys, batch_size: int) -> int:
     """Load every name of the snapshot into the names' shadow; returns how many."""
-    async with bulk_loader(redis) as loader:
+    async with bulk_loader(redis, keys.names_temp) as loader:
         async for rows in players.iter_named_players(conn, batch_size):
             await loader.hset(keys.names_temp, [(user_id, name) for user_id, name, _ in rows])
     return loader.members
 
 
 async def reconcile_names(
-    conn: AsyncConnection, redis: Redis, keys: Keys, named: Iterable[tuple[int, int, str]]
+    conn: AsyncConnection, redis: Client, keys: Keys, named: Iterable[tuple[int, int, str]]
 ) -> None:
     """Write the names the stream set that the snapshot does not hold over the shadow:
     ``named`` lists (acceptance order, user id, name) of its untagged entries (a tagged one is

@@ -45,7 +45,6 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.binding import bound_to, pool_identity
@@ -56,7 +55,7 @@ from persistence.player_restore import load_names, names_set, reconcile_names
 from persistence.stream import generation_of, kind_of, parse_entry, trim_acknowledged
 from ranker import metrics, tracing
 from ranker.catalog import STOPPED, Catalog
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.errors import RankerError
 from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
@@ -99,7 +98,7 @@ class Rebuild:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: Client,
         pool: AsyncConnectionPool,
         only: Collection[str] | None = None,
     ) -> None:
@@ -266,7 +265,7 @@ class Rebuild:
         reader = asyncio.create_task(read())
         next_extension = time.monotonic()
         try:
-            async with bulk_loader(self.redis) as loader:
+            async with bulk_loader(self.redis, temp) as loader:
                 while (rows := await batches.get()) is not None:
                     await loader.zadd(temp, rows)
                     if time.monotonic() >= next_extension:

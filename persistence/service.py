@@ -11,7 +11,6 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 
 from persistence.backfill import fill_boards
 from persistence.binding import Binding
@@ -20,7 +19,7 @@ from persistence.moderation import complete_pending
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
-from ranker.connections import background_redis, translate_redis_errors
+from ranker.connections import Client, background_redis, node_info, translate_redis_errors
 from ranker.errors import RankerError, Unavailable
 from ranker.keys import Keys
 from ranker.scripts import Scripts
@@ -35,30 +34,46 @@ RESTART_DELAY_S = 1.0
 
 
 async def watch_boards(
-    settings: Settings, redis: Redis, pool: AsyncConnectionPool, stop: asyncio.Event
+    settings: Settings, redis: Client, pool: AsyncConnectionPool, stop: asyncio.Event
 ) -> None:
     """Rebuild the boards whenever the namespace's marker is missing (Redis started empty,
-    was flushed or failed over to an empty replica), fill the boards created with a backfill,
-    and complete the unbans and voids their callers left (they timed out), until ``stop``."""
+    was flushed or failed over to an empty replica) or the server holding it is not the one
+    seen before (a replica promoted, or a restart: its data may lack writes PostgreSQL has),
+    fill the boards created with a backfill, and complete the unbans and voids their callers
+    left (they timed out), until ``stop``."""
     keys, scripts = Keys(settings.namespace), Scripts.register(redis)
+    seen: str | None = None  # the replication id of the server that holds the namespace
     while not stop.is_set():
         try:
             with translate_redis_errors():
                 missing = not await redis.exists(keys.marker)
                 running = bool(await redis.exists(keys.rebuild_flag))
-            if missing and not running:
-                log.warning("boards of namespace %s are not loaded: rebuilding", settings.namespace)
+                origin = await replication_id(redis, keys)
+            moved = seen is not None and origin != seen
+            if running or not (missing or moved):
+                seen = origin
+            if (missing or moved) and not running:
+                why = "are not loaded" if missing else "are on a server promoted or restarted"
+                log.warning("boards of namespace %s %s: rebuilding", settings.namespace, why)
                 report = await Rebuild(settings, redis, pool).run()
                 log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
+                seen = origin
             elif not running:
                 await trim_leftovers(settings, redis, keys, scripts)
                 await fill_boards(settings, redis, pool)
                 await complete_pending(settings, redis, pool)
         except RebuildBusy:
-            pass
+            seen = None  # another process rebuilds: what it loads is the new server's
         except RankerError as exc:
             log.warning("rebuild check failed, will retry: %s", exc)
         await pause(stop, WATCH_INTERVAL_S)
+
+
+async def replication_id(redis: Client, keys: Keys) -> str:
+    """The replication id of the server (on a cluster: the primary) holding the namespace: a
+    replica promoted to primary, or a server restarted, takes a new one (docs/design.md,
+    "Redis Cluster")."""
+    return str((await node_info(redis, "replication", keys.marker)).get("master_replid", ""))
 
 
 async def heartbeat(path: Path, stop: asyncio.Event) -> None:
@@ -87,7 +102,7 @@ async def supervise(job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> 
             await pause(stop, RESTART_DELAY_S)
 
 
-async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+async def trim_leftovers(settings: Settings, redis: Client, keys: Keys, scripts: Scripts) -> None:
     """Delete entries that a rebuild kept but did not get to delete (it died after its swap):
     more entries in the stream than await persistence means some were left behind."""
     with translate_redis_errors():
@@ -97,7 +112,7 @@ async def trim_leftovers(settings: Settings, redis: Redis, keys: Keys, scripts: 
 
 
 def workers(
-    settings: Settings, redis: Redis, pool: AsyncConnectionPool, binding: Binding | None = None
+    settings: Settings, redis: Client, pool: AsyncConnectionPool, binding: Binding | None = None
 ) -> list[Worker]:
     """``worker_concurrency`` consumers: while one waits for its COMMIT, another reads and
     sends the next batch (PostgreSQL runs their transactions on separate cores). They share

@@ -6,11 +6,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from persistence.repository import Session, StoredDefinition
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.placements import legacy_tokens, parse_tokens, tokens_text
 from ranker.scripts import Scripts
@@ -116,7 +115,7 @@ def generation_of(fields: Fields) -> bytes | None:
     return fields.get(b"g")
 
 
-async def ensure_group(redis: Redis, keys: Keys) -> None:
+async def ensure_group(redis: Client, keys: Keys) -> None:
     """Create the worker's consumer group (and the stream) unless they exist."""
     try:
         await redis.xgroup_create(keys.events, WORKER_GROUP, id="0", mkstream=True)
@@ -133,7 +132,7 @@ def _worker_group(groups: Sequence[dict[str, object]]) -> dict[str, object] | No
     return None
 
 
-async def group_info(redis: Redis, keys: Keys) -> dict[str, object] | None:
+async def group_info(redis: Client, keys: Keys) -> dict[str, object] | None:
     """The worker group's XINFO GROUPS entry, or ``None`` when the stream or group is missing."""
     try:
         return _worker_group(await redis.xinfo_groups(keys.events))
@@ -141,7 +140,7 @@ async def group_info(redis: Redis, keys: Keys) -> dict[str, object] | None:
         return None
 
 
-async def unpersisted(redis: Redis, keys: Keys) -> int:
+async def unpersisted(redis: Client, keys: Keys) -> int:
     """Entries not yet committed to PostgreSQL: delivered-but-unacknowledged plus unread.
 
     Exact where the API's backlog check (the stream's length) over-counts: entries a rebuild
@@ -186,7 +185,7 @@ async def trim_acknowledged(scripts: Scripts, keys: Keys, page_size: int) -> int
         start = following.decode()
 
 
-async def kept_after_persisting(redis: Redis, keys: Keys) -> int:
+async def kept_after_persisting(redis: Client, keys: Keys) -> int:
     """Entries in the stream that are neither pending nor unread: persisted, acknowledged and
     kept (by a rebuild). Length and group counts are read in one MULTI, so entries persisted
     or added meanwhile cannot make a difference appear; 0 when Redis cannot tell the lag."""
@@ -207,7 +206,7 @@ def _id_ms(entry_id: object) -> int:
     return int(_as_bytes(entry_id).split(b"-")[0])
 
 
-async def lag_s(redis: Redis, keys: Keys) -> float:
+async def lag_s(redis: Client, keys: Keys) -> float:
     """Age of the oldest entry not yet persisted (pending, or not yet read), by Redis's clock;
     0 when none waits. Entries kept by a rebuild after they were persisted do not count."""
     group = await group_info(redis, keys)

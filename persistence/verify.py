@@ -4,7 +4,7 @@
 Run it once the worker has drained (``verify`` waits for that): a difference then means a lost or
 double-counted submission. The periods compared are the current and retained ones of every board
 that counts (older ones are only in PostgreSQL). Both directions are checked in pages, so memory
-stays bounded: Redis -> SQL (ZSCAN, then the scores of those members) and SQL -> Redis (the
+stays bounded: Client -> SQL (ZSCAN, then the scores of those members) and SQL -> Client (the
 period's scores through a cursor, then ZMSCORE of those members).
 """
 
@@ -17,14 +17,13 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.definitions import logged_boards
 from persistence.stream import unpersisted
 from ranker.catalog import Catalog
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import BoardDefinition
 from ranker.errors import Unavailable
 from ranker.keys import Keys
@@ -63,7 +62,7 @@ class VerifyReport:
         return self.total_differences == 0
 
 
-async def wait_drained(redis: Redis, keys: Keys, timeout_s: float) -> None:
+async def wait_drained(redis: Client, keys: Keys, timeout_s: float) -> None:
     """Return once no entry awaits persistence; ``Unavailable`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while (left := await unpersisted(redis, keys)) > 0:
@@ -78,7 +77,7 @@ class Verifier:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: Client,
         pool: AsyncConnectionPool,
         page_size: int = 5_000,
         keep: int = 20,

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -38,7 +37,7 @@ from persistence.stream import (
     unpersisted,
 )
 from ranker import metrics, tracing
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.scripts import Scripts
@@ -75,7 +74,7 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: Client,
         pool: AsyncConnectionPool,
         *,
         consumer: str | None = None,

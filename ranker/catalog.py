@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import BoardDefinition, builtin_boards, immutable_changes, reserved
 from ranker.errors import ConfigurationError, Conflict, NotFound, NotReady, RankerError
 from ranker.keys import WORKER_GROUP, Keys
@@ -84,7 +83,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The definitions at one version (``None``: Redis holds none, as after a wipe)."""
+    """The definitions at one version (``None``: Client holds none, as after a wipe)."""
 
     version: str | None
     records: Mapping[str, Record] = field(default_factory=dict)
@@ -111,7 +110,7 @@ class Catalog:
     """The definitions of one namespace on one Redis client."""
 
     def __init__(
-        self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.monotonic
+        self, redis: Client, settings: Settings, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.redis = redis
         self.settings = settings

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as redis_errors
 
 from ranker import metrics
+from ranker.connections import load_script
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
+
+    from ranker.connections import Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +44,12 @@ class Coalescer:
     """The read scripts of one Redis client, batched per event-loop turn (``enabled``), or each
     sent alone (``RANKER_COALESCE_READS=false``)."""
 
-    def __init__(self, redis: Redis, enabled: bool = True) -> None:
+    def __init__(self, redis: Client, enabled: bool = True, replicas: bool = False) -> None:
         self.redis = redis
         self.enabled = enabled
+        #: Reads go as ``EVALSHA_RO``, which a cluster client with replica reads sends to the
+        #: replicas (``RANKER_READ_FROM_REPLICAS``); plain EVALSHA always goes to a primary.
+        self._command = "EVALSHA_RO" if replicas else "EVALSHA"
         self._batch: list[_Call] = []
         # The flushing tasks, kept referenced until done (the loop holds only weak references).
         self._flushing: set[asyncio.Task[None]] = set()
@@ -58,7 +63,7 @@ class Coalescer:
         """The reply of ``script`` on ``keys`` and ``args``, as ``script(keys, args)`` gives it:
         redis-py's errors are raised to the caller (``translate_redis_errors`` is its own)."""
         if not self.enabled:
-            return await script(keys, args)
+            return await self._alone(script, keys, args)
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         self._batch.append(_Call(script, keys, args, reply))
@@ -80,7 +85,7 @@ class Coalescer:
                 # Redis lost its scripts (a restart, a failover, SCRIPT FLUSH): load each once,
                 # then send again the reads that met NOSCRIPT.
                 for script in {id(call.script): call.script for call in missing}.values():
-                    await self.redis.script_load(script.script)
+                    await load_script(self.redis, script.script)
                 again = iter(await self._send(missing))
                 replies = [next(again) if _noscript(reply) else reply for reply in replies]
         except BaseException as exc:  # the batch as a whole failed: each caller gets the error
@@ -98,20 +103,36 @@ class Coalescer:
             else:
                 call.reply.set_result(reply)
 
+    async def _alone(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> Any:
+        """One read on its own, loading the script where it is missing (as ``AsyncScript``
+        does, on every node of a cluster: replicas do not get a primary's scripts)."""
+        try:
+            return await self._call(self.redis, script, keys, args)
+        except redis_errors.NoScriptError:
+            await load_script(self.redis, script.script)
+            return await self._call(self.redis, script, keys, args)
+
+    def _call(
+        self,
+        client: Any,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+    ) -> Any:
+        return client.execute_command(self._command, script.sha, len(keys), *keys, *args)
+
     async def _send(self, batch: Sequence[_Call]) -> list[Any]:
         if len(batch) == 1:
             call = batch[0]
             try:
-                return [
-                    await self.redis.evalsha(
-                        call.script.sha, len(call.keys), *call.keys, *call.args
-                    )
-                ]
+                return [await self._call(self.redis, call.script, call.keys, call.args)]
             except redis_errors.ResponseError as exc:  # its own error, as a batch's would be
                 return [exc]
         async with self.redis.pipeline(transaction=False) as pipe:
             for call in batch:
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                self._call(pipe, call.script, call.keys, call.args)
             return list(await pipe.execute(raise_on_error=False))
 
 

@@ -3,27 +3,53 @@
 
 Two client recipes: ``request_redis`` for the API's request path (short timeouts, a bounded
 pool) and ``background_redis`` for the worker and the commands (long blocking stream reads).
+Each gives redis-py's ``Redis`` for a one-server URL and its ``RedisCluster`` for a cluster URL
+(``ranker.redis_url``); the rest of ranker uses either through the same commands (``Client``):
+every key of a namespace shares one hash tag, so each script, pipeline and transaction stays
+on one node (docs/design.md, "Redis Cluster").
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.cluster import LoadBalancingStrategy
 from redis.connection import HiredisRespSerializer
 
 from ranker import metrics
 from ranker.errors import RedisMemoryFull, RedisUnavailable
+from ranker.redis_url import parse_redis_url
 from ranker.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+#: A client of one server or of a cluster: ranker calls only what both have.
+Client = Redis | RedisCluster
 
 #: Replies of a Redis that is up but cannot serve writes or reads right now.
 _TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
+#: What redis-py's cluster client raises while the cluster moves slots or promotes a replica.
+_CLUSTER_UNAVAILABLE = (
+    redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
+    redis_errors.TryAgainError,
+    redis_errors.AskError,
+    redis_errors.ReadOnlyError,
+)
+
+
+def _transient_code(exc: redis_errors.ResponseError) -> bool:
+    """Whether redis-py took a transient reply's code off its message (it keeps it apart)."""
+    return str(getattr(exc, "status_code", "") or "").startswith(_TRANSIENT_REPLIES)
 
 
 @contextlib.contextmanager
@@ -34,9 +60,14 @@ def translate_redis_errors() -> Iterator[None]:
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         metrics.redis_errors.inc()
         raise RedisUnavailable("Redis is unreachable", str(exc)) from exc
+    except _CLUSTER_UNAVAILABLE as exc:
+        # A cluster between layouts: a primary failed and its replica is not promoted yet, or
+        # the client has not learnt the new layout (its retries spent). It passes.
+        metrics.redis_errors.inc()
+        raise RedisUnavailable("the Redis Cluster cannot serve this key now", str(exc)) from exc
     except redis_errors.ResponseError as exc:
         metrics.redis_errors.inc()
-        if str(exc).startswith(_TRANSIENT_REPLIES):
+        if str(exc).startswith(_TRANSIENT_REPLIES) or _transient_code(exc):
             raise RedisUnavailable("Redis cannot serve now", str(exc)) from exc
         # At its maxmemory (noeviction) Redis refuses what would grow it, also inside a script
         # (which it stops at that first write). Not a bug: a 503 naming the cause.
@@ -95,8 +126,12 @@ class QuickPool(BlockingConnectionPool):
         return connection
 
 
-def request_redis(settings: Settings) -> Redis:
+def request_redis(settings: Settings) -> Client:
     """A client whose calls fail within ``redis_timeout_s`` when Redis is away."""
+    if parse_redis_url(settings.redis_url):
+        return _cluster_client(
+            settings, settings.redis_timeout_s, replicas=settings.read_from_replicas
+        )
     pool = QuickPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -114,9 +149,82 @@ def request_redis(settings: Settings) -> Redis:
     return Redis.from_pool(packed_by_hiredis(pool))
 
 
-def background_redis(settings: Settings) -> Redis:
+def background_redis(settings: Settings) -> Client:
     """A client for long blocking reads: its socket timeout outlasts ``worker_block_ms``."""
     timeout = settings.redis_timeout_s + settings.worker_block_ms / 1000
+    if parse_redis_url(settings.redis_url):
+        return _cluster_client(settings, timeout, replicas=False)
     return Redis.from_url(
         settings.redis_url, socket_timeout=timeout, socket_connect_timeout=settings.redis_timeout_s
     )
+
+
+def _cluster_client(settings: Settings, timeout_s: float, *, replicas: bool) -> RedisCluster:
+    """redis-py's cluster client on the URL's nodes. Its pool is per node (past
+    ``redis_max_connections`` a call fails at once: 503, where one server's pool queues). It
+    learns the layout from the first node that answers, follows MOVED and ASK, and after a
+    connection error or CLUSTERDOWN asks for the layout again and retries: a few times, backing
+    off up to half a second, so that a failover (a replica promoted within the cluster's node
+    timeout) is ridden out by most calls and the rest fail as 503. With ``replicas``,
+    read-only commands (the reads' ``EVALSHA_RO``) go to the replicas in turn."""
+    cluster = parse_redis_url(settings.redis_url)
+    assert cluster is not None
+    return RedisCluster.from_url(
+        cluster.node_url,
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+        max_connections=settings.redis_max_connections,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),
+        load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS if replicas else None,
+    )
+
+
+async def load_script(client: Client, text: bytes | str | memoryview) -> None:
+    """Load a script where its calls go: the server, or every node of a cluster (replicas do
+    not get a primary's SCRIPT LOAD, and serve the reads of ``RANKER_READ_FROM_REPLICAS``)."""
+    if isinstance(client, RedisCluster):
+        await client.execute_command("SCRIPT LOAD", text, target_nodes=RedisCluster.ALL_NODES)
+    else:
+        await client.script_load(text)
+
+
+async def call_replicated(
+    client: Client,
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[str | int | bytes],
+    replicas: int,
+    timeout_ms: int,
+) -> tuple[Any, int]:
+    """Run ``script``, then ``WAIT replicas timeout_ms`` on the same connection (WAIT counts
+    the replicas that have every write of its own connection): the script's reply and how many
+    replicas have its writes. One round trip: the two go as one pipeline, to the node of
+    ``keys[0]`` on a cluster."""
+    target: dict[str, Any] = {}
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        target["target_nodes"] = client.get_node_from_key(keys[0])
+    for attempt in (1, 2):
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", replicas, timeout_ms, **target)
+            reply, acked = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis_errors.NoScriptError) and attempt == 1:
+            await load_script(client, script.script)  # a restarted or promoted node
+            continue
+        for answer in (reply, acked):
+            if isinstance(answer, Exception):
+                raise answer
+        break
+    return reply, int(acked)
+
+
+async def node_info(client: Client, section: str, key: str) -> dict[str, Any]:
+    """``INFO section`` of the server, or of the cluster node that holds ``key`` now."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # learns the layout once; at once afterwards
+        node = client.get_node_from_key(key)
+        info: dict[str, Any] = await client.info(section, target_nodes=node)
+        return info
+    return await client.info(section)

@@ -168,6 +168,12 @@ class BacklogFull(Unavailable):
     """More submissions wait for PostgreSQL than the configured backlog limit allows."""
 
 
+class NotReplicated(Unavailable):
+    """A submission Redis took is not yet on ``RANKER_REDIS_MIN_REPLICAS_ACK`` replicas within
+    the wait: not acknowledged, since a failover now could lose it. It is kept, so a retry is
+    recognised by its session id and counted once (and waits for the replicas again)."""
+
+
 class DatabaseError(RankerError):
     """PostgreSQL failed (outside the request path: worker, rebuild, commands)."""
 

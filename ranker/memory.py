@@ -17,11 +17,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from ranker import metrics
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, node_info, translate_redis_errors
 from ranker.errors import RedisUnavailable
+from ranker.keys import Keys
 from ranker.settings import Settings
 
 log = logging.getLogger("ranker")
@@ -35,7 +34,7 @@ class MemoryReading:
     """One reading of Redis's memory against ranker's watermark."""
 
     used_bytes: int
-    #: Redis's ``maxmemory``; 0 when none is configured.
+    #: Client's ``maxmemory``; 0 when none is configured.
     max_bytes: int
     watermark: float
 
@@ -76,8 +75,10 @@ class RedisMemory:
 
     name = "redis-memory"
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Client, settings: Settings) -> None:
         self.redis = redis
+        #: On a cluster, the node read is the one that holds the namespace's keys.
+        self.key = Keys(settings.namespace).marker
         self.watermark = settings.redis_memory_watermark
         #: None until the first reading, and after a failed one: nothing is refused on a
         #: reading that may be stale (the submission's own call then meets the real state).
@@ -92,7 +93,7 @@ class RedisMemory:
         """Read INFO memory now; ``RedisUnavailable`` when Redis does not answer."""
         try:
             with translate_redis_errors():
-                info: dict[str, Any] = await self.redis.info("memory")
+                info = await node_info(self.redis, "memory", self.key)
         except RedisUnavailable:
             self.reading = None
             raise

@@ -33,10 +33,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from redis.asyncio import Redis
-
 from ranker.catalog import Catalog, Snapshot
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.errors import NotFound, NotReady, RankerError
 from ranker.keys import Keys
 from ranker.placements import Placement, live_placements
@@ -152,7 +150,7 @@ class Moderation:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         settings: Settings,
         catalog: Catalog | None = None,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,

@@ -22,10 +22,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
 from ranker.coalesce import Coalescer
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import Order
 from ranker.errors import InvalidInput, NotFound, NotReady
 from ranker.keys import Keys
@@ -126,12 +124,12 @@ class Pages:
     namespace is not loaded (a rebuild is due or under way).
     """
 
-    def __init__(self, redis: Redis, settings: Settings, reads: Coalescer | None = None) -> None:
+    def __init__(self, redis: Client, settings: Settings, reads: Coalescer | None = None) -> None:
         """``reads``: the batcher of read scripts (by default this client's own)."""
         self.settings = settings
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
-        self.reads = reads or Coalescer(redis, settings.coalesce_reads)
+        self.reads = reads or Coalescer(redis, settings.coalesce_reads, settings.read_from_replicas)
         self.top_cache = PageCache(settings.top_cache)
 
     async def top(

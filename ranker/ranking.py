@@ -13,17 +13,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from ranker import boards, logs, tracing
 from ranker.boards import GLOBAL
 from ranker.catalog import Catalog
 from ranker.coalesce import Coalescer
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, call_replicated, translate_redis_errors
 from ranker.errors import (
     BacklogFull,
     NotFound,
     NotReady,
+    NotReplicated,
     PlayerBanned,
     RankerError,
     RedisMemoryFull,
@@ -111,7 +110,7 @@ class Ranking:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         settings: Settings,
         memory: RedisMemory | None = None,
         catalog: Catalog | None = None,
@@ -129,10 +128,26 @@ class Ranking:
         self.wall_ms = wall_ms
         self.keys = Keys(settings.namespace)
         self.scripts = Scripts.register(redis)
-        self.reads = reads or Coalescer(redis, settings.coalesce_reads)
+        self.reads = reads or Coalescer(redis, settings.coalesce_reads, settings.read_from_replicas)
         self.top_cache = PageCache(settings.top_cache)
         self._ttl_ms = str(settings.idempotency_ttl_s * 1000)
         self._max_backlog = str(settings.max_backlog)
+
+    async def _submit(self, keys: list[str], args: list[str | int]) -> tuple[Any, bool]:
+        """``submit.lua``'s reply, and whether ``RANKER_REDIS_MIN_REPLICAS_ACK`` replicas have
+        its writes (always, with none asked for)."""
+        wanted = self.settings.redis_min_replicas_ack
+        if not wanted:
+            return await self.scripts.submit(keys, args), True
+        reply, acked = await call_replicated(
+            self.redis,
+            self.scripts.submit,
+            keys,
+            args,
+            wanted,
+            self.settings.redis_replica_ack_timeout_ms,
+        )
+        return reply, acked >= wanted
 
     async def submit(self, request: SubmitRequest, charge: Charge | None = None) -> SubmitResponse:
         """Count one session on every board its game mode counts on, once per session id,
@@ -191,11 +206,12 @@ class Ranking:
                 logs.request_id.get(),
                 trace,
                 budgets,
+                "1" if self.settings.redis_min_replicas_ack else "0",
             ]
             for p in placements:
                 args += [p.op, p.order, p.expires_at_ms]
             with translate_redis_errors():
-                status, ready, reply, *standings = await self.scripts.submit(keys, args)
+                (status, ready, reply, *standings), replicated = await self._submit(keys, args)
             if status != b"stale":
                 break
             # Another process changed the boards since this one read them: place it again,
@@ -222,6 +238,12 @@ class Ranking:
         if status == b"full":
             raise BacklogFull(
                 "too many submissions wait to be persisted; retry later",
+                self.settings.retry_after_s,
+            )
+        if not replicated and status in (b"ok", b"seen"):
+            raise NotReplicated(
+                f"the submission is not yet on {self.settings.redis_min_replicas_ack} Redis "
+                "replica(s); retry with the same session id (it is counted once)",
                 self.settings.retry_after_s,
             )
         counted = {}

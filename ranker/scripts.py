@@ -13,8 +13,9 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
+
+    from ranker.connections import Client
 
 NAMES = (
     "submit",
@@ -43,7 +44,7 @@ NAMES = (
 
 
 #: A line ``-- include: <name>`` of a script stands for the text of ``lua/lib/<name>.lua``:
-#: Redis runs each script alone, so a helper several scripts share is put in each at load.
+#: Client runs each script alone, so a helper several scripts share is put in each at load.
 _INCLUDE = re.compile(r"^-- include: (\w+)$", re.MULTILINE)
 
 
@@ -96,6 +97,6 @@ class Scripts:
     rate_limit: AsyncScript
 
     @classmethod
-    def register(cls, client: Redis) -> Scripts:
+    def register(cls, client: Client) -> Scripts:
         """Register every script on ``client`` (no round trip: loading happens on first use)."""
         return cls(**{name: client.register_script(source(name)) for name in NAMES})

@@ -6,17 +6,26 @@ Every variable has the prefix ``RANKER_`` and a documented default (README, "Con
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ranker import boards
 from ranker.boards import NAME_PATTERN
+from ranker.redis_url import is_cluster
+from ranker.setting_types import (
+    Endpoint,
+    Lowered,
+    Origins,
+    Percent,
+    Proxies,
+    RateLimit,
+    RedisURL,
+    split_list,
+)
 
 _NAME_RE = re.compile(NAME_PATTERN)
 
@@ -28,10 +37,12 @@ class Settings(BaseSettings):
         env_prefix="RANKER_", extra="ignore", frozen=True, populate_by_name=True
     )
 
-    redis_url: str = Field(
+    redis_url: RedisURL = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("RANKER_REDIS_URL", "REDIS_URL"),
-        description="Redis (>= 7.0) or Valkey (>= 7.2): the live boards. Alias REDIS_URL.",
+        description="Redis (>= 7.0) or Valkey (>= 7.2): the live boards; "
+        "`redis+cluster://host:port[,host:port...]` (or `rediss+cluster://`) for a Redis "
+        "Cluster. Alias REDIS_URL.",
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/ranker",
@@ -60,7 +71,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Events waiting for PostgreSQL above which submit answers 503.",
     )
-    redis_memory_watermark: float = Field(
+    redis_memory_watermark: Percent = Field(
         default=0.9,
         gt=0,
         le=1,
@@ -90,25 +101,25 @@ class Settings(BaseSettings):
     public_reads: bool = Field(
         default=True, description="Whether reads (top, rank, around) need no API key."
     )
-    write_rate_limit: str = Field(
+    write_rate_limit: RateLimit = Field(
         default="1000/second",
         description="Submissions allowed per API key (`N/second`, `N/minute`...); empty: none.",
     )
-    read_rate_limit: str = Field(
+    read_rate_limit: RateLimit = Field(
         default="",
         description="Reads allowed per API key, or per client address without one; empty: none.",
     )
-    auth_failure_limit: str = Field(
+    auth_failure_limit: RateLimit = Field(
         default="10/minute",
         description="Failed authentications allowed per client address and API process; past "
         "it, 429 for whatever key it sends until the window ends. Empty: none.",
     )
-    address_read_limit: str = Field(
+    address_read_limit: RateLimit = Field(
         default="200/second",
         description="Reads without an API key allowed per client address and API process; "
         "empty: none.",
     )
-    total_read_limit: str = Field(
+    total_read_limit: RateLimit = Field(
         default="5000/second",
         description="Reads allowed per API process in all (a flood from many addresses leaves "
         "room for submissions); empty: none.",
@@ -119,12 +130,12 @@ class Settings(BaseSettings):
         description="Refused requests of one client address are logged once per interval, "
         "with a count.",
     )
-    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+    trusted_proxies: Proxies = Field(
         default=(),
         description="Comma-separated addresses or networks of proxies whose X-Forwarded-For is "
         "believed; empty: none is.",
     )
-    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+    cors_origins: Origins = Field(
         default=(),
         description="Comma-separated origins (scheme://host[:port]) whose pages may call the API "
         "from a browser (CORS); empty: none.",
@@ -198,7 +209,24 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Connect and reply timeout of Redis calls."
     )
     redis_max_connections: int = Field(
-        default=64, ge=1, description="Redis connections per API process."
+        default=64, ge=1, description="Redis connections per API process (on a cluster: per node)."
+    )
+    redis_min_replicas_ack: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must have an accepted submission before it is acknowledged "
+        "(Redis WAIT on the node that took it; past the timeout below: 503 with Retry-After, "
+        "and a retry is counted once). 0: acknowledged when the primary has it.",
+    )
+    redis_replica_ack_timeout_ms: int = Field(
+        default=500,
+        ge=1,
+        description="How long submit waits for RANKER_REDIS_MIN_REPLICAS_ACK replicas.",
+    )
+    read_from_replicas: bool = Field(
+        default=False,
+        description="Cluster only: rank, top, around and lookup read from replicas (stale by "
+        "the replication lag); a submission's own answer still comes from its primary.",
     )
     pg_pool_max: int = Field(default=8, ge=1, description="PostgreSQL connections per process.")
     worker_batch_size: int = Field(
@@ -244,10 +272,10 @@ class Settings(BaseSettings):
         description="A port of its own for `/metrics` (on the host `ranker serve` binds), so it "
         "need not be public; empty: `/metrics` is on the API's port.",
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], Lowered] = Field(
         default="info", description="debug, info, warning or error."
     )
-    log_format: Literal["text", "json"] = Field(
+    log_format: Annotated[Literal["text", "json"], Lowered] = Field(
         default="text",
         description="text (one readable line per record) or json (one object per line, the "
         "same fields as keys).",
@@ -268,7 +296,7 @@ class Settings(BaseSettings):
         description="One line per request (and one per worker batch, with the request ids of "
         "its sessions); false turns them off.",
     )
-    otlp_endpoint: str | None = Field(
+    otlp_endpoint: Endpoint = Field(
         default=None,
         validation_alias=AliasChoices("RANKER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
         description="An OpenTelemetry collector's OTLP/HTTP base URL (`http://collector:4318`): "
@@ -284,84 +312,10 @@ class Settings(BaseSettings):
         description="TCP port of `ranker serve` and `ranker dev` without --port. Alias PORT.",
     )
 
-    @field_validator(
-        "game_modes",
-        "api_keys",
-        "read_api_keys",
-        "admin_api_keys",
-        "trusted_proxies",
-        "cors_origins",
-        mode="before",
-    )
+    @field_validator("game_modes", "api_keys", "read_api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("redis_memory_watermark", mode="before")
-    @classmethod
-    def _percent(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().endswith("%"):
-            try:
-                return float(value.strip()[:-1]) / 100
-            except ValueError:
-                raise ValueError(f"{value!r} is not a percentage like '90%'") from None
-        return value
-
-    @field_validator("log_level", "log_format", mode="before")
-    @classmethod
-    def _lower_level(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator(
-        "write_rate_limit",
-        "read_rate_limit",
-        "auth_failure_limit",
-        "address_read_limit",
-        "total_read_limit",
-    )
-    @classmethod
-    def _check_rate_limit(cls, value: str) -> str:
-        if value.strip():
-            try:
-                parse_many(value)
-            except ValueError:
-                raise ValueError(
-                    f"rate limit {value!r} is not like '100/second' or '10 per minute'"
-                ) from None
-        return value.strip()
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for proxy in value:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ValueError(f"{proxy!r} is not an address or a network") from None
-        return value
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for origin in value:
-            scheme, _, rest = origin.partition("://")
-            if scheme not in ("http", "https") or not rest or "/" in rest:
-                raise ValueError(f"{origin!r} is not an origin such as https://game.example")
-        return value
-
-    @field_validator("otlp_endpoint", mode="before")
-    @classmethod
-    def _check_endpoint(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            scheme, _, rest = value.partition("://")
-            if value and (scheme not in ("http", "https") or not rest):
-                # Not the value in the message: a URL may hold a password.
-                raise ValueError("not an http(s) URL such as http://collector:4318")
-            return value or None
-        return value
+        return split_list(value)
 
     @field_validator("game_modes")
     @classmethod
@@ -385,6 +339,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"RANKER_DEFAULT_GAME_MODE {self.default_game_mode!r} is not one of "
                 f"RANKER_GAME_MODES {','.join(self.game_modes)}"
+            )
+        if self.read_from_replicas and not is_cluster(self.redis_url):
+            raise ValueError(
+                "RANKER_READ_FROM_REPLICAS needs a Redis Cluster (a redis+cluster:// URL)"
             )
         if self.score_min > self.score_max:
             raise ValueError("RANKER_SCORE_MIN is greater than RANKER_SCORE_MAX")

@@ -54,10 +54,10 @@ async def rebuild_floor(settings: Settings) -> dict[str, float]:
             boards[board.id] = rows
     read_s = time.perf_counter() - started
     redis = Redis.from_url(settings.redis_url)
-    scratch = [f"bench:scratch:{board}" for board in boards]
+    scratch = [f"bench:{{scratch}}:{board}" for board in boards]
     try:
         started = time.perf_counter()
-        async with bulk_loader(redis) as loader:
+        async with bulk_loader(redis, scratch[0]) as loader:
             for key, rows in zip(scratch, boards.values(), strict=True):
                 for first in range(0, len(rows), settings.rebuild_batch_size):
                     await loader.zadd(key, rows[first : first + settings.rebuild_batch_size])

@@ -94,7 +94,7 @@ def create_app(
         redis = request_redis(settings)
         memory = RedisMemory(redis, settings)
         # One batcher for every read of the process: reads of any route in one turn share it.
-        reads = Coalescer(redis, settings.coalesce_reads)
+        reads = Coalescer(redis, settings.coalesce_reads, settings.read_from_replicas)
         ranking = Ranking(redis, settings, memory, reads=reads)
         app.state.ranker = AppState(
             settings,

@@ -10,7 +10,9 @@ happens by itself (the watchdog completes it).
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -232,26 +234,32 @@ async def _result(
 
 
 async def _profile(state: AppState, user_id: int, admin: bool) -> PlayerProfile:
-    """The player as Redis shows them now (one round trip), and with ``admin`` what
+    """The player as Redis shows them now (two round trips at once), and with ``admin`` what
     PostgreSQL holds of their sessions and ban."""
     snapshot = await state.ranking.catalog.snapshot()
     now = state.ranking.now()
     listed = [r for r in snapshot.listed() if r.state == "live"]
     keys = state.ranking.keys
     scripts = state.pages.scripts
-    with translate_redis_errors():
+    periods = [period_of(record.definition, now).id for record in listed]
+    reads = [
+        state.pages.reads.run(
+            scripts.board_player,
+            [keys.marker, keys.board(slot_of(record.definition, period_id)), keys.names],
+            [record.definition.order, user_id],
+        )
+        for record, period_id in zip(listed, periods, strict=True)
+    ]
+
+    async def name_and_state() -> list[Any]:
         async with state.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.names, str(user_id))
             pipe.hget(keys.moderation, str(user_id))
-            periods = [period_of(record.definition, now).id for record in listed]
-            for record, period_id in zip(listed, periods, strict=True):
-                key = keys.board(slot_of(record.definition, period_id))
-                await scripts.board_player(
-                    [keys.marker, key, keys.names],
-                    [record.definition.order, user_id],
-                    client=pipe,
-                )
-            name, moderated, *standings = await pipe.execute()
+            return list(await pipe.execute())
+
+    with translate_redis_errors():
+        # The board reads go out as one batch (ranker.coalesce), beside the two hashes' reads.
+        (name, moderated), *standings = await asyncio.gather(name_and_state(), *reads)
     boards = {}
     for record, period, (ready, members, score, rank, _) in zip(
         listed, periods, standings, strict=True

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
-from redis.asyncio import Redis
 
-from ranker.connections import translate_redis_errors
+from ranker.connections import Client, translate_redis_errors
 from ranker.errors import TooManyRequests
 from ranker.keys import Keys
 from ranker.scripts import Scripts
@@ -51,7 +50,7 @@ class Charge:
 class RateLimits:
     """The write and read budgets of one namespace."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Client, settings: Settings) -> None:
         self._keys = Keys(settings.namespace)
         # Registering makes no round trip; the script is loaded on its first use.
         self._script = Scripts.register(redis).rate_limit

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
 from starlette.requests import Request
 
 from ranker.api.abuse import AddressLimits, SampledLog
 from ranker.api.auth import KeyRing
 from ranker.api.live import Hub
 from ranker.api.ratelimit import RateLimits
+from ranker.connections import Client
 from ranker.memory import RedisMemory
 from ranker.models import Limits
 from ranker.moderation import Moderation, PlayerRecords
@@ -56,7 +56,7 @@ class AppState:
     (and the background services, whose problems ``/readyz`` reports)."""
 
     settings: Settings
-    redis: Redis
+    redis: Client
     ranking: Ranking
     limits: Limits
     keys: KeyRing

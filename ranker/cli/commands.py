@@ -24,7 +24,6 @@ from typing import Any
 import psycopg
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 from rich.progress import Progress
 from uvicorn.supervisors import Multiprocess
 
@@ -45,7 +44,7 @@ from ranker.api.protocol import ConnectionLimits, EdgeConfig
 from ranker.api.state import BackgroundService
 from ranker.catalog import Catalog, apply_boards
 from ranker.cli.serve import NO_WORKER_ENV
-from ranker.connections import background_redis
+from ranker.connections import Client, background_redis
 from ranker.definitions import read_boards
 from ranker.errors import ConfigurationError, DatabaseError, RankerError, RedisUnavailable
 from ranker.keys import Keys
@@ -73,7 +72,7 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _connections(settings: Settings) -> AsyncIterator[tuple[Redis, AsyncConnectionPool]]:
+async def _connections(settings: Settings) -> AsyncIterator[tuple[Client, AsyncConnectionPool]]:
     # One-shot commands end with a one-line reason; the pool's own retry warnings would only
     # repeat it (long-running serve and worker keep them: they show an outage as it happens).
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

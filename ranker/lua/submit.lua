@@ -27,7 +27,10 @@
 --          entry (`w`) so that the span of the batch that persists it links to it
 -- ARGV[16] the caller's budgets, "<amount> <window ms>" each in the order of their keys ("":
 --          none; lua/lib/budget.lua)
--- ARGV[17 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
+-- ARGV[17] "1" when the caller then waits for replicas (RANKER_REDIS_MIN_REPLICAS_ACK): a
+--          retry rewrites its key as it is, so that the WAIT after it covers the first
+--          acceptance too (WAIT counts the writes of its own connection)
+-- ARGV[18 ..] per board, three values: op (s: add, h: keep the higher, l: keep the lower,
 --          n: keep the newest), order (desc or asc: which scores rank first), and when the
 --          key expires (unix ms; 0: never)
 --
@@ -63,7 +66,7 @@ local function standings(status, reply)
         local score = redis.call('ZSCORE', board, user)
         local rank = false
         if score then
-            if ARGV[16 + 3 * i - 1] == 'asc' then
+            if ARGV[17 + 3 * i - 1] == 'asc' then
                 rank = redis.call('ZCOUNT', board, '-inf', '(' .. score) + 1
             else
                 rank = redis.call('ZCOUNT', board, '(' .. score, '+inf') + 1
@@ -93,8 +96,16 @@ end
 -- A retry of an accepted session is answered even when the backlog or memory is full. Reads
 -- only up to here (the budgets' write aside, which a Redis at its maxmemory refuses without
 -- stopping the script), so a Redis at its maxmemory still answers retries.
-local first = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
+local first_key = KEYS[1]
+local first = redis.call('GET', first_key)
+if not first then
+    first_key = KEYS[2]
+    first = redis.call('GET', first_key)
+end
 if first then
+    if ARGV[17] == '1' then
+        redis.call('SET', first_key, first, 'KEEPTTL')
+    end
     return standings('seen', first)
 end
 if ARGV[10] == '1' then
@@ -129,9 +140,9 @@ local function apply(key, op, score)
 end
 
 for i = 1, n do
-    local op = ARGV[16 + 3 * i - 2]
+    local op = ARGV[17 + 3 * i - 2]
     apply(KEYS[10 + i], op, ARGV[2])
-    local expires = ARGV[16 + 3 * i]
+    local expires = ARGV[17 + 3 * i]
     if expires ~= '0' then
         redis.call('PEXPIREAT', KEYS[10 + i], expires)
     end

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from persistence.worker import Worker
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import auth_headers
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 
 async def submit(client: httpx.AsyncClient, **body: object) -> httpx.Response:

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -19,6 +20,9 @@ from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import ADMIN_KEY, Processes, auth_headers, wait_for
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 FLOW = 5_000
 CONNECTIONS = 16

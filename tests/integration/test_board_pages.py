@@ -21,6 +21,9 @@ from ranker.ranking import Ranking
 from ranker.settings import Settings
 from tests.fixtures.ranker import ADMIN_KEY, auth_headers, seeded_random
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 ADMIN = auth_headers(ADMIN_KEY)
 PLAYERS = 2_500
 #: Sessions beyond one per player (some players play twice or more).

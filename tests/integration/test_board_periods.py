@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -18,6 +19,9 @@ from persistence.verify import Verifier
 from persistence.worker import Worker
 from ranker.settings import Settings
 from tests.fixtures.ranker import ADMIN_KEY, api_process, auth_headers
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 BOARDS = {
     "daily-best": {"operator": "best", "reset": "daily"},

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, LiteralString
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -24,6 +25,9 @@ from persistence.rebuild import Rebuild
 from persistence.worker import Worker
 from ranker.settings import Settings
 from tests.fixtures.ranker import ADMIN_KEY, api_process, auth_headers
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 ADMIN = auth_headers(ADMIN_KEY)
 MODES = ("solo", "team")

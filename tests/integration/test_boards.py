@@ -23,6 +23,9 @@ from tests.fixtures.ranker import (
     wait_for,
 )
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 ADMIN = auth_headers(ADMIN_KEY)
 WEEKLY_BEST = {
     "title": "Best run this week",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -13,6 +14,9 @@ from persistence.verify import wait_drained
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 SUBMISSIONS = 2_000
 CONNECTIONS = 32

@@ -41,6 +41,9 @@ from tests.fixtures.ranker import (
     stored_sessions,
 )
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 API_PROCESSES = 2
 SUBMITTERS = 8
 READERS = 4

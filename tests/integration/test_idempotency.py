@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -15,6 +16,9 @@ from ranker.api.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes, auth_headers, snapshot, wait_for
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 SUBMIT = "/api/leaderboard/submit"
 

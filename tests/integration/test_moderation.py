@@ -46,6 +46,9 @@ from tests.fixtures.ranker import (
     worker_running,
 )
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 ADMIN = auth_headers(ADMIN_KEY)
 #: How the audit log and the voided sessions name the admin key: a prefix of its digest.
 ADMIN_ID = hashlib.sha256(ADMIN_KEY.encode()).hexdigest()[:12]

@@ -108,6 +108,7 @@ async def three_players(client: httpx.AsyncClient) -> None:
     await submit(client, user_id=3, score=SCORES[3])
 
 
+@pytest.mark.cluster
 async def test_a_name_is_set_by_submit_and_by_put_and_the_latest_wins(
     client: httpx.AsyncClient,
 ) -> None:
@@ -134,6 +135,7 @@ async def test_a_name_is_set_by_submit_and_by_put_and_the_latest_wins(
     assert [(e["user_id"], e["username"]) for e in top] == [(1, "Third"), (2, "Third")]
 
 
+@pytest.mark.cluster
 async def test_a_name_is_set_only_with_the_write_key(client: httpx.AsyncClient) -> None:
     body = {"username": "Mallory"}
     read_only = await client.put("/api/players/1", json=body, headers=auth_headers(READ_KEY))
@@ -159,6 +161,7 @@ NORMALISED = [
 ]
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("route", ["submit", "put"])
 @pytest.mark.parametrize(("given", "stored"), NORMALISED, ids=[n for _, n in NORMALISED])
 async def test_a_name_is_stored_normalised_and_trimmed(
@@ -193,6 +196,7 @@ CASES.append(("put", None))
 IDS = [f"{route} {what}" for route in ("submit", "put") for what, _ in BAD_NAMES] + ["put null"]
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize(("route", "bad"), CASES, ids=IDS)
 async def test_an_invalid_name_is_a_422_naming_username_and_stores_nothing(
     client: httpx.AsyncClient,
@@ -236,6 +240,7 @@ async def assert_nothing_changed(
     assert await sql_names(pool) == {1: "Before"}
 
 
+@pytest.mark.cluster
 async def test_every_read_naming_a_player_shows_the_name_or_null(
     client: httpx.AsyncClient,
 ) -> None:
@@ -255,6 +260,7 @@ async def test_every_read_naming_a_player_shows_the_name_or_null(
     assert profile["boards"]["global"]["score"] == SCORES[3]
 
 
+@pytest.mark.cluster
 async def test_names_are_durable_in_postgresql_once_drained(
     client: httpx.AsyncClient, worker: Worker, pool: AsyncConnectionPool
 ) -> None:
@@ -278,6 +284,7 @@ async def test_names_are_durable_in_postgresql_once_drained(
         assert row is not None and row[0] > 0
 
 
+@pytest.mark.cluster
 async def test_names_are_restored_by_a_rebuild_after_a_redis_wipe(
     client: httpx.AsyncClient,
     worker: Worker,
@@ -302,6 +309,7 @@ async def test_names_are_restored_by_a_rebuild_after_a_redis_wipe(
     assert await sql_names(pool) == {1: "Alicia", 2: "Bob"}
 
 
+@pytest.mark.cluster
 async def test_a_name_still_in_the_stream_is_restored_by_a_rebuild_before_the_drain(
     client: httpx.AsyncClient,
     worker: Worker,
@@ -356,6 +364,7 @@ async def test_a_page_of_a_hundred_named_players_is_one_script_with_one_hmget(
     assert calls(stats, "hget") == 0, stats
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("route", ["submit", "put"])
 async def test_a_lone_surrogate_is_not_json_here_a_400_naming_the_body(
     client: httpx.AsyncClient,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -19,6 +20,9 @@ from persistence.worker import Worker
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.settings import Settings
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 # Few players and few distinct scores: most boards are full of ties.
 submissions = st.lists(

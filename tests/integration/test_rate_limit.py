@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -63,6 +64,7 @@ async def test_a_submission_with_a_write_budget_costs_one_redis_command(
         assert await redis.hget(budget, "c") == b"2"
 
 
+@pytest.mark.cluster
 async def test_other_writes_draw_on_the_same_budget_through_their_own_check(
     make_settings: Callable[..., Settings], redis: Redis, loaded: None
 ) -> None:
@@ -92,6 +94,7 @@ async def away_from_an_hour_boundary(redis: Redis) -> None:
         await asyncio.sleep(left_ms / 1000 + 0.5)
 
 
+@pytest.mark.cluster
 async def test_two_api_processes_share_one_budget_and_store_nothing_of_what_it_refuses(
     make_settings: Callable[..., Settings], processes: Processes, redis: Redis, loaded: None
 ) -> None:
@@ -129,6 +132,7 @@ async def test_two_api_processes_share_one_budget_and_store_nothing_of_what_it_r
     assert await redis.hget(keys.rate_limit("write", key_id(), 25, 3600), "c") == b"25"
 
 
+@pytest.mark.cluster
 async def test_at_its_maxmemory_redis_still_answers_retries_with_a_budget_on(
     make_settings: Callable[..., Settings], own_redis_url: str, pool: AsyncConnectionPool
 ) -> None:

@@ -38,6 +38,9 @@ from tests.fixtures.ranker import (
     wait_for,
 )
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture
 def own_redis_url() -> Iterator[str]:

@@ -178,6 +178,7 @@ async def served(processes: Processes, loaded: None) -> AsyncIterator[tuple[str,
     yield await processes.serve("--no-worker")
 
 
+@pytest.mark.cluster
 async def test_the_first_event_is_the_top_page_and_a_change_is_pushed_within_a_second(
     served: tuple[str, Any],
 ) -> None:
@@ -230,6 +231,7 @@ async def _after(started: float, seconds: float) -> bool:
     return time.monotonic() - started >= seconds
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("watchers", [1, 30])
 async def test_the_feed_reads_redis_once_a_tick_however_many_streams_watch(
     served: tuple[str, Any], watchers: int
@@ -261,6 +263,7 @@ async def test_the_feed_reads_redis_once_a_tick_however_many_streams_watch(
         assert len(shown[0]) > 2
 
 
+@pytest.mark.cluster
 async def test_a_stream_gets_at_most_an_event_a_tick_whatever_the_rate(
     served: tuple[str, Any],
 ) -> None:
@@ -280,6 +283,7 @@ async def test_a_stream_gets_at_most_an_event_a_tick_whatever_the_rate(
         assert len(window) >= 3
 
 
+@pytest.mark.cluster
 async def test_a_change_below_the_page_sends_nothing(served: tuple[str, Any]) -> None:
     url, _ = served
     async with client(url) as http:
@@ -301,6 +305,7 @@ async def test_a_change_below_the_page_sends_nothing(served: tuple[str, Any]) ->
             assert stream.events[1].data["entries"][0]["user_id"] == 1
 
 
+@pytest.mark.cluster
 async def test_bad_requests_are_refused_as_top_refuses_them_before_any_stream(
     served: tuple[str, Any],
 ) -> None:
@@ -337,6 +342,7 @@ async def test_bad_requests_are_refused_as_top_refuses_them_before_any_stream(
                 assert "retry-after" in response.headers
 
 
+@pytest.mark.cluster
 async def test_past_the_most_streams_of_a_process_a_stream_is_refused_503(
     processes: Processes, make_settings: Callable[..., Settings], loaded: None
 ) -> None:
@@ -358,6 +364,7 @@ async def test_past_the_most_streams_of_a_process_a_stream_is_refused_503(
             await stream.until(lambda: bool(stream.events), 5, "the first event")
 
 
+@pytest.mark.cluster
 async def test_a_stream_ends_when_its_lifetime_is_over(
     processes: Processes, make_settings: Callable[..., Settings], loaded: None
 ) -> None:
@@ -409,6 +416,7 @@ async def test_a_redis_outage_sends_unavailable_once_then_the_top_again(
             assert ids == sorted(set(ids))
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_ends_open_streams_and_the_server_promptly(
     processes: Processes, loaded: None, workers: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -10,6 +11,9 @@ from persistence.worker import Worker
 from ranker.keys import Keys
 from ranker.settings import Settings
 from tests.fixtures.ranker import Processes
+
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
 
 
 async def fill(client: httpx.AsyncClient, worker: Worker) -> None:

@@ -22,6 +22,9 @@ from ranker.ranking import Ranking
 from ranker.settings import Settings
 from tests.fixtures.ranker import wait_for
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 
 async def count_sessions(pool: AsyncConnectionPool) -> int:
     async with pool.connection() as conn:

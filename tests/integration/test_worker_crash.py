@@ -28,6 +28,9 @@ from tests.fixtures.ranker import (
     stored_sessions,
 )
 
+#: The core tests run on the single server and on the local Redis Cluster.
+pytestmark = pytest.mark.cluster
+
 CONNECTIONS = 32
 RETRY_EVERY = 10  # one session in ten is sent twice, as a client retrying after a timeout
 
