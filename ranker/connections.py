@@ -197,19 +197,28 @@ async def call_replicated(
     replicas: int,
     timeout_ms: int,
 ) -> tuple[Any, int]:
-    """Run ``script``, then ``WAIT replicas timeout_ms`` on the same connection (WAIT counts
-    the replicas that have every write of its own connection): the script's reply and how many
-    replicas have its writes. One round trip: the two go as one pipeline, to the node of
-    ``keys[0]`` on a cluster."""
-    target: dict[str, Any] = {}
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-        target["target_nodes"] = client.get_node_from_key(keys[0])
+    """Run ``script``, then ``WAIT replicas timeout_ms`` on the same connection, in one round
+    trip: the script's reply and how many replicas have its writes. WAIT counts the writes of
+    its own connection, so the two must share one: on a cluster, a connection to the node that
+    holds ``keys[0]`` (a pipeline there could send them to two nodes while it learns a new
+    layout, and a WAIT on a connection that wrote nothing counts every replica)."""
     for attempt in (1, 2):
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", replicas, timeout_ms, **target)
-            reply, acked = await pipe.execute(raise_on_error=False)
+        try:
+            if isinstance(client, RedisCluster):
+                wait = ("WAIT", replicas, timeout_ms)
+                reply, acked = await _on_slot_owner(client, script, keys, args, wait)
+            else:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    reply, acked = await pipe.execute(raise_on_error=False)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.AskError):
+            if isinstance(client, RedisCluster):
+                # A keyed call through the client: it follows MOVED and reconnects, so that it
+                # learns the new layout for the next submission (whatever it answers now).
+                with contextlib.suppress(redis_errors.RedisError):
+                    await client.exists(keys[0])
+            raise
         if isinstance(reply, redis_errors.NoScriptError) and attempt == 1:
             await load_script(client, script.script)  # a restarted or promoted node
             continue
@@ -218,6 +227,42 @@ async def call_replicated(
                 raise answer
         break
     return reply, int(acked)
+
+
+async def _on_slot_owner(
+    client: RedisCluster,
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[str | int | bytes],
+    wait: tuple[str, int, int],
+) -> tuple[Any, Any]:
+    """EVALSHA and WAIT on one connection to the primary of ``keys[0]``'s slot. A MOVED or ASK
+    (the slot moved meanwhile) is raised: the submission may not have run, and the caller's
+    503 makes the client retry it, counted once."""
+    await client.initialize()
+    node = client.get_node_from_key(keys[0])
+    if node is None:
+        raise redis_errors.SlotNotCoveredError(f"no node serves {keys[0]!r}")
+    connection = node.acquire_connection()
+    try:
+        await connection.connect()  # type: ignore[no-untyped-call]
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args), wait]
+        await connection.send_packed_command(connection.pack_commands(commands), False)
+        answers = []
+        for _ in commands:
+            try:
+                answers.append(await connection.read_response())
+            except redis_errors.ResponseError as exc:  # an error reply: the next one follows
+                answers.append(exc)
+    except BaseException:
+        await connection.disconnect()  # left mid-reply: not fit to be used again
+        raise
+    finally:
+        node.release(connection)
+    reply, acked = answers
+    if isinstance(reply, redis_errors.AskError):  # MOVED or ASK
+        raise reply
+    return reply, acked
 
 
 async def node_info(client: Client, section: str, key: str) -> dict[str, Any]:
