@@ -158,9 +158,7 @@ class Settings(BaseSettings):
         "When full, the longest-idle connection is closed; with none idle, 503.",
     )
     max_pipelined: int = Field(
-        default=16,
-        ge=1,
-        description="Requests one connection may send ahead of its answers (more: closed).",
+        default=16, ge=1, description="Requests one connection may send ahead of its answers."
     )
     coalesce_reads: bool = Field(
         default=True,
@@ -214,9 +212,7 @@ class Settings(BaseSettings):
         default=500, ge=1, description="How long the worker waits for new events per read."
     )
     claim_idle_ms: int = Field(
-        default=30_000,
-        ge=1,
-        description="Idle time after which a crashed worker's events are taken over.",
+        default=30_000, ge=1, description="Idle time after which a dead worker's events are taken."
     )
     rebuild_ttl_s: int = Field(
         default=120, ge=1, description="TTL of the rebuild flag (renewed while loading)."
@@ -232,6 +228,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a ban, unban or void waits for the worker before it answers 202 "
         "(it then completes by itself).",
+    )
+    sessions_retention_months: int | None = Field(
+        default=None, ge=1, description="Whole months a month's sessions outlive it; empty: all."
     )
     heartbeat_file: Path | None = Field(
         default=None,
