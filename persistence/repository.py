@@ -277,7 +277,9 @@ async def backfill_board(
     game_mode: str | None,
 ) -> tuple[bool, int]:
     """Merge the sessions before a filling board's position into its scores, once: whether
-    this call claimed the board (else it ran before) and how many rows it merged."""
+    this call claimed the board (else it ran before) and how many rows it merged. In the
+    caller's transaction, which it first makes wait for a month being dropped (and holds
+    retention off until it ends): the backfill reads the whole log."""
     params = {
         "board": board,
         "position": position,
@@ -287,6 +289,7 @@ async def backfill_board(
         "timezone": timezone,
         "game_mode": game_mode,
     }
+    await conn.execute(query("share_session_months"))
     cur = await conn.execute(query("backfill_board"), params)
     row = await cur.fetchone()
     assert row is not None

@@ -13,13 +13,18 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from psycopg_pool import AsyncConnectionPool
 
 from persistence import repository
 from persistence.database import translate_db_errors
+from persistence.partitions import create_months
+from ranker.periods import months_after
 from ranker.settings import Settings
 
+#: The seeded sessions are dated within the past year: its months, this one included.
+SEEDED_MONTHS = 13
 #: Rows per statement: large enough to amortise a statement, small enough for progress.
 SESSIONS_PER_CHUNK = 500_000
 PLAYERS_PER_CHUNK = 500_000
@@ -64,6 +69,10 @@ async def seed(
                 await repository.insert_seed_players(conn, first, last)
                 tell("players", last - first + 1)
             mark = report.timed("players", mark)
+            # Every month the sessions fall in has its partition before they come: none is
+            # left in the default partition for the worker to move.
+            now = datetime.now(UTC)
+            await create_months(conn, [months_after(now, -n) for n in range(SEEDED_MONTHS)])
             async with conn.transaction():
                 await repository.set_bulk_memory(conn)
                 indexes = await repository.drop_secondary_indexes(conn, BULK_TABLES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from persistence.backfill import fill_boards
 from persistence.binding import Binding
 from persistence.database import pool_for
 from persistence.moderation import complete_pending
+from persistence.partitions import MAINTENANCE_INTERVAL_S, maintain
 from persistence.rebuild import Rebuild, RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
@@ -39,10 +41,12 @@ async def watch_boards(
     """Rebuild the boards whenever the namespace's marker is missing (Redis started empty,
     was flushed or failed over to an empty replica) or the server holding it is not the one
     seen before (a replica promoted, or a restart: its data may lack writes PostgreSQL has),
-    fill the boards created with a backfill, and complete the unbans and voids their callers
-    left (they timed out), until ``stop``."""
+    fill the boards created with a backfill, complete the unbans and voids their callers left
+    (they timed out), and maintain the partitions of the session log (from the first round on,
+    then every ``MAINTENANCE_INTERVAL_S``), until ``stop``."""
     keys, scripts = Keys(settings.namespace), Scripts.register(redis)
     seen: str | None = None  # the replication id of the server that holds the namespace
+    maintenance_due = 0.0
     while not stop.is_set():
         try:
             with translate_redis_errors():
@@ -62,6 +66,10 @@ async def watch_boards(
                 await trim_leftovers(settings, redis, keys, scripts)
                 await fill_boards(settings, redis, pool)
                 await complete_pending(settings, redis, pool)
+                if time.monotonic() >= maintenance_due:
+                    maintenance_due = time.monotonic() + await maintain_partitions(
+                        settings, redis, pool
+                    )
         except RebuildBusy:
             seen = None  # another process rebuilds: what it loads is the new server's
         except RankerError as exc:
@@ -74,6 +82,21 @@ async def replication_id(redis: Client, keys: Keys) -> str:
     replica promoted to primary, or a server restarted, takes a new one (docs/design.md,
     "Redis Cluster")."""
     return str((await node_info(redis, "replication", keys.marker)).get("master_replid", ""))
+
+
+async def maintain_partitions(
+    settings: Settings, redis: Client, pool: AsyncConnectionPool
+) -> float:
+    """One round of ``partitions.maintain``; the seconds until the next (a minute after a
+    failure: a lock it could not get in time, an outage)."""
+    try:
+        done = await maintain(settings, redis, pool)
+    except RankerError as exc:
+        log.warning("partition maintenance failed, will retry in a minute: %s", exc)
+        return 60.0
+    if done.held:
+        log.info("retention: %s", done.kept)
+    return MAINTENANCE_INTERVAL_S
 
 
 async def heartbeat(path: Path, stop: asyncio.Event) -> None:

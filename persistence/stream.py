@@ -224,3 +224,11 @@ async def lag_s(redis: Client, keys: Keys) -> float:
         return 0.0
     seconds, micros = await redis.time()
     return max(0.0, seconds + micros / 1e6 - min(oldest) / 1000)
+
+
+async def oldest_entry_ms(redis: Client, keys: Keys) -> int | None:
+    """When (Redis's clock, unix ms) the oldest entry still in the stream was added, pending,
+    unread or kept by a rebuild alike; ``None`` when the stream is empty or missing."""
+    with translate_redis_errors():
+        first: Any = await redis.xrange(keys.events, count=1)
+    return _id_ms(first[0][0]) if first else None

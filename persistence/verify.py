@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.definitions import logged_boards
+from persistence.partitions import dropped_months
 from persistence.stream import unpersisted
 from ranker.catalog import Catalog
 from ranker.connections import Client, translate_redis_errors
@@ -139,7 +140,8 @@ class Verifier:
         """Up to ``keep`` scores of PostgreSQL's boards that differ from their aggregates
         recomputed from ``game_sessions`` with each board's filter, operator and periods, every
         period included (a board that stopped counting is left out: later sessions would be
-        counted on it)."""
+        counted on it). Over what retention kept: the retained sessions joined with what the
+        dropped months carried (``horizon`` says where the stored sessions begin)."""
         found: list[str] = []
         with translate_db_errors():
             async with self.pool.connection() as conn, conn.transaction():
@@ -164,3 +166,11 @@ class Verifier:
                     if len(found) >= keep:
                         break
         return found
+
+    async def horizon(self) -> tuple[int, datetime | None]:
+        """What ``deep`` read the log over: how many months retention dropped, and where the
+        sessions still stored begin (``None``: none was dropped, the log is whole). The scores
+        of the dropped months are compared as ``carried_scores`` holds them."""
+        with translate_db_errors():
+            async with self.pool.connection() as conn:
+                return await dropped_months(conn)

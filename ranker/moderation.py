@@ -35,8 +35,10 @@ from uuid import UUID
 
 from ranker.catalog import Catalog, Snapshot
 from ranker.connections import Client, translate_redis_errors
-from ranker.errors import NotFound, NotReady, RankerError
+from ranker.errors import Conflict, NotFound, NotReady, RankerError
 from ranker.keys import Keys
+from ranker.models import FieldError
+from ranker.periods import retention_closes
 from ranker.placements import Placement, live_placements
 from ranker.scripts import Scripts
 from ranker.settings import Settings
@@ -334,9 +336,21 @@ async def void_session(
     reason: str,
 ) -> bool | None:
     """Void a stored session and recompute its player's boards; whether that was done in time,
-    ``None`` when it was voided alone before (nothing changes: the same answer again)."""
+    ``None`` when it was voided alone before (nothing changes: the same answer again).
+    ``Conflict`` for a session of a month past ``RANKER_SESSIONS_RETENTION_MONTHS``: its
+    partition is dropped once every void accepted before the month closed is persisted, and
+    its scores are then carried whole, so none can be taken out alone (a ban still can)."""
     if stored.voided_at is not None and not stored.voided_by_ban:
         return None
+    months = moderation.settings.sessions_retention_months
+    now = datetime.fromtimestamp(moderation.wall_ms() / 1000, UTC)
+    if months is not None and now >= retention_closes(stored.created_at, months):
+        raise Conflict(
+            f"session {session_id!r} was played in {stored.created_at.astimezone(UTC):%Y-%m}, "
+            f"past the retention of {months} months (RANKER_SESSIONS_RETENTION_MONTHS): it can no "
+            "longer be voided alone; a ban still removes every score of its player",
+            [FieldError(field="session_id", message="a session past the retention")],
+        )
     entry, pending = await moderation.void(
         stored.user_id, str(stored.event_id), session_id, actor, reason
     )

@@ -104,3 +104,29 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     is read with the offset before the change (PEP 495, ``fold=0``): the instant of the change,
     which is where that day begins."""
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+# -- The UTC months of the session log (game_sessions' partitions, retention) -------------------
+
+
+def month_of(instant: datetime) -> datetime:
+    """The first instant (UTC) of the UTC month that holds ``instant`` (an aware datetime)."""
+    if instant.tzinfo is None:
+        raise ValueError("instant must be timezone-aware")
+    return instant.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def months_after(month: datetime, months: int) -> datetime:
+    """The first instant of the UTC month ``months`` after the one holding ``month`` (before
+    it, for a negative number)."""
+    first = month_of(month)
+    index = first.year * 12 + first.month - 1 + months
+    return first.replace(year=index // 12, month=index % 12 + 1)
+
+
+def retention_closes(month: datetime, retention_months: int) -> datetime:
+    """When the sessions of the UTC month holding ``month`` leave a retention of
+    ``retention_months``: that many whole months after the month ends. From then on a session
+    of it can no longer be voided alone, and its partition may be dropped (docs/design.md,
+    "Partitions and retention")."""
+    return months_after(month, 1 + retention_months)

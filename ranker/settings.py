@@ -261,6 +261,12 @@ class Settings(BaseSettings):
         description="How long a ban, unban or void waits for the worker before it answers 202 "
         "(it then completes by itself).",
     )
+    sessions_retention_months: int | None = Field(
+        default=None,
+        ge=1,
+        description="Whole months a month's sessions outlive it before its partition may be "
+        'dropped (docs/design.md, "Partitions and retention"); empty: all are kept.',
+    )
     heartbeat_file: Path | None = Field(
         default=None,
         description="A file the worker touches every second (`ranker healthcheck` reads it).",

@@ -53,7 +53,9 @@ FROM STDIN;
 -- is made for a user whose global row was created by this statement (xmax is 0 on a row
 -- version an INSERT made), so players already known cost no lookup, and for every name set
 -- (the newest of the batch, kept only over an older one). Returns the number of sessions that
--- were new.
+-- were new. The key of game_sessions holds the creation time and the player besides the event
+-- id (a partitioned table's keys hold its partition key): a redelivered entry repeats all
+-- three, so its second insert still conflicts and adds nothing.
 WITH inserted AS (
     INSERT INTO game_sessions (event_id, session_id, user_id, score, game_mode, created_at,
                                accepted_seq, voided_at, voided_by, void_reason, voided_by_ban)
@@ -62,7 +64,7 @@ WITH inserted AS (
            b.banned_at, b.banned_by, b.reason, b.user_id IS NOT NULL
     FROM staged_sessions AS s
     LEFT JOIN bans AS b ON b.user_id = s.user_id AND b.banned_seq > s.accepted_seq
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (event_id, created_at, user_id) DO NOTHING
     RETURNING event_id, user_id, score, accepted_seq, voided_by_ban
 ), placed AS (
     SELECT split_part(token, ':', 1) AS board, split_part(token, ':', 2) AS period,
@@ -157,7 +159,11 @@ WHERE d.changed_seq < excluded.changed_seq
 RETURNING state;
 
 -- name: delete_board_scores
--- A purged board's periods.
+-- A purged board's periods, and what dropped months carried for it (a board that takes its id
+-- later must not inherit them).
+WITH carried AS (
+    DELETE FROM carried_scores WHERE board = %(board)s
+)
 DELETE FROM board_scores WHERE board = %(board)s;
 
 -- name: select_board_definitions
@@ -214,8 +220,10 @@ FROM pg_constraint WHERE conrelid = %(table)s::regclass AND contype = 'p';
 SELECT set_config('work_mem', '256MB', true), set_config('maintenance_work_mem', '512MB', true);
 
 -- name: select_secondary_indexes
--- The indexes of the given tables other than their primary keys, with their definitions.
-SELECT i.indexname, i.indexdef
+-- The indexes of the given tables other than their primary keys, with their definitions. A
+-- partitioned table's index is written "ON ONLY" (pg_dump attaches its partitions' indexes one
+-- by one); built again without ONLY, it is built on every partition.
+SELECT i.indexname, replace(i.indexdef, ' ON ONLY ', ' ON ')
 FROM pg_indexes AS i
 JOIN pg_class AS c ON c.relname = i.indexname
 JOIN pg_index AS x ON x.indexrelid = c.oid
@@ -278,13 +286,14 @@ GROUP BY period ORDER BY period DESC LIMIT %(limit)s;
 -- name: select_session_drift
 -- verify --deep: one board's scores recomputed from the session log with the board's filter
 -- (game mode; only the sessions after its position unless it was backfilled), periods (the
--- local date of the acceptance in the board's time zone) and operator, full-joined with
--- board_scores; returns up to %(limit)s (period, user_id, stored, recomputed) that disagree.
+-- local date of the acceptance in the board's time zone) and operator, joined with what the
+-- months retention dropped carried for it, full-joined with board_scores; returns up to
+-- %(limit)s (period, user_id, stored, recomputed) that disagree.
 SELECT period, user_id, b.score AS stored, r.score AS recomputed
 FROM (SELECT period, user_id, score FROM board_scores WHERE board = %(board)s) AS b
 FULL JOIN ranker_scores_from_log(
     %(op)s::"char", %(reset)s::text, %(timezone)s::text, %(game_mode)s::text,
-    %(after_seq)s::bigint, NULL::bigint
+    %(after_seq)s::bigint, NULL::bigint, NULL::bigint, %(board)s::text
 ) AS r USING (period, user_id)
 WHERE b.score IS DISTINCT FROM r.score
 LIMIT %(limit)s;
@@ -372,18 +381,20 @@ RETURNING user_id;
 
 -- name: recompute_player_scores
 -- One player's rows of one board made what the session log says (ranker_scores_from_log for
--- that player): rows upserted to the recomputed score, and the rows of periods where no
--- counted session is left deleted (the periods the player's sessions fall in, voided ones
--- included, read by game_sessions_user_id_idx; board_scores has no index on the player).
--- Returns the rows changed and removed.
+-- that player, with what dropped months carried): rows upserted to the recomputed score, and
+-- the rows of periods where nothing counted is left deleted (the periods the player's sessions
+-- fall in, voided ones included, read by game_sessions_user_id_idx, and those of their carried
+-- rows; board_scores has no index on the player). Returns the rows changed and removed.
 WITH fresh AS (
     SELECT f.period, f.score, f.seq FROM ranker_scores_from_log(
         %(op)s::"char", %(reset)s::text, %(timezone)s::text, %(game_mode)s::text,
-        %(after_seq)s::bigint, %(before_seq)s::bigint, %(user_id)s::bigint
+        %(after_seq)s::bigint, %(before_seq)s::bigint, %(user_id)s::bigint, %(board)s::text
     ) AS f
 ), touched AS (
     SELECT DISTINCT ranker_period(%(reset)s::text, %(timezone)s::text, created_at) AS period
     FROM game_sessions WHERE user_id = %(user_id)s
+    UNION
+    SELECT period FROM carried_scores WHERE user_id = %(user_id)s AND board = %(board)s
 ), upserted AS (
     INSERT INTO board_scores AS b (board, period, user_id, score, seq, op)
     SELECT %(board)s, period, %(user_id)s, score, seq, %(op)s::"char" FROM fresh ORDER BY period
@@ -447,3 +458,99 @@ SELECT user_id, username, name_seq FROM players WHERE username IS NOT NULL;
 -- The acceptance order of the names some players hold (a rebuild applies an unpersisted name
 -- only over an older one).
 SELECT user_id, name_seq FROM players WHERE user_id = ANY(%(user_ids)s::bigint[]);
+
+-- name: lock_session_months
+-- Serialises the changes of game_sessions' partitions (made ahead, dropped by retention) with
+-- each other and with backfills (share_session_months): released at the end of the
+-- transaction. The partition functions of 0005 take the same lock.
+SELECT pg_advisory_xact_lock(7261737);
+
+-- name: share_session_months
+-- A backfill reads the whole session log: no month may be dropped under it (retention waits
+-- for it, and it for a retention that runs). Shared: backfills do not wait for each other.
+SELECT pg_advisory_xact_lock_shared(7261737);
+
+-- name: create_session_partition
+-- The partition of the month holding %(month)s, unless it exists (sessions of that month in the
+-- default partition move into it); whether it was made.
+SELECT ranker_create_session_partition(%(month)s::timestamptz) AS created;
+
+-- name: select_session_months
+-- The months game_sessions has a partition of, oldest first (the first instant of each, UTC),
+-- read from the partitions' names (ranker_session_partition): the default one is not a month.
+SELECT to_timestamp(right(c.relname, 7), 'YYYY_MM')::timestamp AT TIME ZONE 'UTC' AS month
+FROM pg_inherits AS i
+JOIN pg_class AS c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'game_sessions'::regclass AND c.relname ~ '^game_sessions_[0-9]{4}_[0-9]{2}$'
+ORDER BY 1;
+
+-- name: select_default_months
+-- The months of the sessions that landed in the default partition (their month had no
+-- partition yet): each gets its own. The default partition is empty but for a clock far off
+-- or a worker down across the months made ahead, so this reads next to nothing.
+SELECT DISTINCT ranker_month_of(created_at) AS month FROM game_sessions_default ORDER BY 1;
+
+-- name: select_filling_boards
+-- Boards whose backfill has not read the session log yet: retention drops no month before it
+-- has (the board then counts the month's sessions, as it would have without retention).
+SELECT id FROM board_definitions WHERE state = 'filling' AND NOT backfilled ORDER BY id;
+
+-- name: carry_month_scores
+-- Before a month's partition is dropped: its sessions that count on one board (the board's
+-- filter, periods and op, as ranker_scores_from_log places them; those voided by a ban too,
+-- which an unban counts again, not those voided alone) folded per (player, period) and merged
+-- into carried_scores by the op, as the worker merges into board_scores (months are carried
+-- oldest first, so on a `last` board a tie of acceptance orders, sessions from before they
+-- were kept, goes to the newer month). A defined board is read FOR SHARE: a purge committing
+-- meanwhile waits for this transaction, then deletes these rows with the board's scores (a
+-- board purged first carries nothing). Returns the rows merged.
+WITH board AS (
+    SELECT 1 FROM board_definitions WHERE id = %(board)s AND state <> 'purged' FOR SHARE
+), folded AS (
+    SELECT ranker_period(%(reset)s::text, %(timezone)s::text, s.created_at) AS period,
+           s.user_id,
+           CASE %(op)s::"char" WHEN 's' THEN sum(s.score)::bigint
+                               WHEN 'h' THEN max(s.score)
+                               WHEN 'l' THEN min(s.score)
+                               ELSE (array_agg(s.score ORDER BY s.accepted_seq DESC NULLS LAST,
+                                               s.created_at DESC, s.event_id DESC))[1]
+           END AS score,
+           coalesce(max(s.accepted_seq), 0) AS seq
+    FROM game_sessions AS s
+    WHERE s.created_at >= %(month)s AND s.created_at < %(month_end)s
+      AND (s.voided_at IS NULL OR s.voided_by_ban)
+      AND (%(game_mode)s::text IS NULL OR s.game_mode = %(game_mode)s)
+      AND (%(after_seq)s::bigint IS NULL OR s.accepted_seq > %(after_seq)s)
+      AND (%(before_seq)s::bigint IS NULL OR s.accepted_seq IS NULL
+           OR s.accepted_seq < %(before_seq)s)
+      AND (%(builtin)s OR EXISTS (SELECT 1 FROM board))
+    GROUP BY 1, 2
+), merged AS (
+    INSERT INTO carried_scores AS c (user_id, board, period, score, seq, op)
+    SELECT user_id, %(board)s, period, score, seq, %(op)s::"char" FROM folded
+    ORDER BY user_id, period
+    ON CONFLICT (user_id, board, period) DO UPDATE SET
+        score = ranker_joined(c.op, c.score, excluded.score),
+        seq = greatest(c.seq, excluded.seq)
+    WHERE (c.op <> 'n' AND ranker_changes(c.op, c.score, c.seq, excluded.score, excluded.seq))
+       OR (c.op = 'n' AND excluded.seq >= c.seq)
+    RETURNING 1
+)
+SELECT count(*) AS merged FROM merged;
+
+-- name: set_lock_timeout
+-- How long this transaction's next lock may wait: a partition detached while a long reader
+-- (a rebuild's snapshot) holds game_sessions would otherwise queue every insert behind it.
+SELECT set_config('lock_timeout', %(timeout)s, true);
+
+-- name: drop_session_partition
+-- The month's partition detached and dropped, and the month recorded (after its scores were
+-- carried, in the same transaction); whether it existed.
+SELECT ranker_drop_session_partition(%(month)s::timestamptz) AS dropped;
+
+-- name: select_dropped_months
+-- How many months retention dropped, and the end of the newest one: the sessions verify --deep
+-- reads start there (older ones live on in carried_scores).
+SELECT count(*) AS months,
+       max(((month AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC') AS horizon
+FROM dropped_session_months;

@@ -74,6 +74,19 @@ def _moderation(
     }
 
 
+def _void() -> dict[str, Any]:
+    operation = _moderation(
+        "Void one session (admin key): every board and period it counted on is "
+        "recomputed for its player; twice: the same answer",
+        [_SESSION_ID],
+    )
+    operation["responses"]["409"] = problem(
+        "The session is of a month past RANKER_SESSIONS_RETENTION_MONTHS: it can no longer be "
+        "voided alone (a ban still removes its player's scores)"
+    )
+    return operation
+
+
 def player_paths(settings: Settings) -> dict[str, Any]:
     """The paths of ``/api/players``, ``/api/sessions`` and ``/api/audit``."""
     reads: dict[str, Any] = {} if settings.public_reads else {"security": [{"apiKey": []}]}
@@ -123,11 +136,7 @@ def player_paths(settings: Settings) -> dict[str, Any]:
             )
         },
         "/api/sessions/{session_id}": {
-            "delete": _moderation(
-                "Void one session (admin key): every board and period it counted on is "
-                "recomputed for its player; twice: the same answer",
-                [_SESSION_ID],
-            )
+            "delete": _void(),
         },
         "/api/audit": {
             "get": {

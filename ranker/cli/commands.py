@@ -34,6 +34,7 @@ from persistence.database import pool_for, translate_db_errors
 from persistence.definitions import restore_definitions
 from persistence.migrate import migrate as apply_migrations
 from persistence.moderation import Moderator
+from persistence.partitions import maintain, month_id, session_months
 from persistence.rebuild import Rebuild
 from persistence.seed import seed as generate
 from persistence.service import Persistence, workers
@@ -272,6 +273,12 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
             verifier = Verifier(settings, redis, pool)
             report = await verifier.run()
             drift = await verifier.deep() if args.deep else []
+            dropped, since = await verifier.horizon() if args.deep else (0, None)
+        if since is not None:
+            print(
+                f"deep: over the sessions since {since:%Y-%m-%d} and the scores carried from "
+                f"the {dropped} months retention dropped before"
+            )
         for diff in report.differences:
             print(f"difference: {diff}")
         for line in drift:
@@ -284,6 +291,34 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
     return asyncio.run(run())
+
+
+def partitions(args: argparse.Namespace, settings: Settings) -> int:
+    """One round of the session log's partitions now (the watchdog runs one every hour): the
+    months ahead made, those past ``RANKER_SESSIONS_RETENTION_MONTHS`` dropped if they may be."""
+
+    async def run() -> None:
+        async with _connections(settings) as (redis, pool):
+            done = await maintain(settings, redis, pool)
+            with translate_db_errors():
+                async with pool.connection() as conn:
+                    months = await session_months(conn)
+        if done.created:
+            print(f"made the partitions of {', '.join(map(month_id, done.created))}")
+        if done.dropped:
+            print(
+                f"dropped the sessions of {', '.join(map(month_id, done.dropped))}"
+                " (their scores carried)"
+            )
+        span = f"{month_id(months[0])} .. {month_id(months[-1])}" if months else "none"
+        print(f"months stored: {span} ({len(months)}), and the default partition")
+        if done.kept:
+            print(f"retention: {done.kept}")
+        elif settings.sessions_retention_months is None:
+            print("retention: none (RANKER_SESSIONS_RETENTION_MONTHS is not set)")
+
+    asyncio.run(run())
+    return 0
 
 
 def seed(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,5 +1,5 @@
-"""The ``ranker`` command: serve, worker, migrate, rebuild, verify, seed, dev, healthcheck, and
-the moderation commands ban, unban and void.
+"""The ``ranker`` command: serve, worker, migrate, rebuild, verify, partitions, seed, dev,
+healthcheck, and the moderation commands ban, unban and void.
 
 Every command reads its settings from the environment (``RANKER_*``), built once here and passed
 down, and exits non-zero with a one-line reason on failure: a bad option (2), bad settings (2),
@@ -29,6 +29,7 @@ COMMANDS: dict[str, Command] = {
     "migrate": commands.migrate,
     "rebuild": commands.rebuild,
     "verify": commands.verify,
+    "partitions": commands.partitions,
     "seed": commands.seed,
     "dev": dev.dev,
     "healthcheck": commands.healthcheck,
@@ -117,6 +118,10 @@ def parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--deep", action="store_true", help="also check each total against the sum of its sessions"
+    )
+    sub.add_parser(
+        "partitions",
+        help="make the session log's months ahead, drop those past the retention (if they may be)",
     )
     seed = sub.add_parser("seed", help="generate demo players and sessions, then rebuild")
     seed.add_argument("--players", type=integer(1, SEED_PLAYERS_MAX), default=10_000)

@@ -80,6 +80,8 @@ def test_an_unknown_command_is_refused_in_one_line(capsys: pytest.CaptureFixture
         ("RANKER_MAX_BACKLOG", "0"),
         ("RANKER_GAME_MODES", "solo,Not A Mode"),
         ("RANKER_WRITE_RATE_LIMIT", "lots"),
+        ("RANKER_SESSIONS_RETENTION_MONTHS", "0"),
+        ("RANKER_SESSIONS_RETENTION_MONTHS", "a year"),
     ],
 )
 def test_a_bad_setting_is_one_line_that_names_the_variable(

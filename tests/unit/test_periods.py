@@ -8,7 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ranker.periods import ALL, RESETS, Reset, period_at, period_by_id, previous
+from ranker.periods import (
+    ALL,
+    RESETS,
+    Reset,
+    month_of,
+    months_after,
+    period_at,
+    period_by_id,
+    previous,
+    retention_closes,
+)
 
 #: UTC, zones with daylight saving both sides of the equator, a change at midnight (Santiago),
 #: a quarter-hour offset (Kathmandu) and a day skipped entirely (Apia, 30 December 2011).
@@ -113,3 +123,35 @@ def test_every_reset_is_covered() -> None:
 def test_a_naive_instant_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         period_at("daily", "UTC", datetime(2026, 12, 1))
+
+
+def test_the_month_of_the_session_log_is_the_utc_month() -> None:
+    # 23:30 on 31 January in New York is already February in UTC.
+    instant = datetime(2026, 2, 1, 4, 30, tzinfo=UTC)
+
+    assert month_of(instant) == datetime(2026, 2, 1, tzinfo=UTC)
+    assert month_of(datetime(2026, 2, 1, tzinfo=UTC) - timedelta(microseconds=1)) == datetime(
+        2026, 1, 1, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="aware"):
+        month_of(datetime(2026, 2, 1))
+
+
+@given(instant=instants, months=st.integers(-30, 30))
+def test_months_after_counts_calendar_months_across_years(instant: datetime, months: int) -> None:
+    later = months_after(instant, months)
+    first = month_of(instant)
+
+    assert later.day == 1 and later.hour == 0 and later.tzinfo == UTC
+    assert (later.year - first.year) * 12 + later.month - first.month == months
+    assert months_after(later, -months) == first
+
+
+def test_a_month_closes_its_retention_whole_months_after_it_ends() -> None:
+    march = datetime(2026, 3, 17, 12, tzinfo=UTC)
+
+    # Kept through April (one whole month after March ended), closed from May on.
+    assert retention_closes(march, 1) == datetime(2026, 5, 1, tzinfo=UTC)
+    assert retention_closes(datetime(2026, 11, 30, tzinfo=UTC), 3) == datetime(
+        2027, 3, 1, tzinfo=UTC
+    )

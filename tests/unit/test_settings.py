@@ -48,6 +48,8 @@ def test_the_memory_watermark_is_a_fraction_or_a_percentage(
         {"RANKER_SCORE_MIN": "10", "RANKER_SCORE_MAX": "5"},
         {"RANKER_SCORE_MAX": str(2**50)},
         {"RANKER_IDEMPOTENCY_TTL_S": "0"},
+        {"RANKER_SESSIONS_RETENTION_MONTHS": "0"},
+        {"RANKER_SESSIONS_RETENTION_MONTHS": "-3"},
         {"RANKER_REDIS_MEMORY_WATERMARK": "0"},
         {"RANKER_REDIS_MEMORY_WATERMARK": "120%"},
         {"RANKER_REDIS_MEMORY_WATERMARK": "ninety%"},
@@ -73,3 +75,13 @@ def test_the_readme_documents_every_setting_with_its_default() -> None:
             shown = "" if default is None else str(default)
         cell = f"`{shown}`" if shown else "(none)"
         assert f"| `RANKER_{name.upper()}` | {cell} |" in readme, name
+
+
+def test_sessions_are_kept_forever_unless_a_retention_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RANKER_SESSIONS_RETENTION_MONTHS", raising=False)
+    assert Settings().sessions_retention_months is None
+
+    monkeypatch.setenv("RANKER_SESSIONS_RETENTION_MONTHS", "6")
+    assert Settings().sessions_retention_months == 6
