@@ -321,6 +321,18 @@ VACUUM (ANALYZE) players, game_sessions, board_scores;
 -- name: checkpoint
 CHECKPOINT;
 
+-- name: select_storage_sizes
+-- The capacity figures (loadgen.bench.capacity): each table's bytes on disk (heap, indexes,
+-- TOAST and maps: what a disk holds) and rows, and the WAL position in bytes, so that two
+-- readings around a drain give bytes per row and WAL bytes per persisted session.
+SELECT pg_total_relation_size('game_sessions') AS sessions_bytes,
+       (SELECT count(*) FROM game_sessions) AS sessions,
+       pg_total_relation_size('board_scores') AS board_scores_bytes,
+       (SELECT count(*) FROM board_scores) AS board_scores,
+       pg_total_relation_size('players') AS players_bytes,
+       (SELECT count(*) FROM players) AS players,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes;
+
 -- name: upsert_player_name
 -- A name set alone (PUT /api/players/{id}), as the events stream recorded it: kept only over
 -- an older one (name_seq), so a redelivery or a late commit never undoes a newer name.

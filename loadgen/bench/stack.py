@@ -69,11 +69,12 @@ def local_stack() -> Iterator[Stack]:
         yield Stack(redis.url, ensure_database(postgres.url, "ranker"))
 
 
-def ranker_command(stack: Stack, *args: str) -> Any:
-    """Run ``ranker <args> --json`` (or a command without JSON) and return its parsed output."""
+def ranker_command(stack: Stack, *args: str, **env: str) -> Any:
+    """Run ``ranker <args> --json`` (or a command without JSON), with ``env`` added to the
+    stack's environment, and return its parsed output."""
     result = subprocess.run(
         [sys.executable, "-m", "ranker", *args],
-        env=stack.env(),
+        env=stack.env(**env),
         capture_output=True,
         text=True,
         check=False,
