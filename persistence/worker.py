@@ -37,7 +37,7 @@ from persistence.stream import (
     unpersisted,
 )
 from ranker import metrics, tracing
-from ranker.connections import Client, translate_redis_errors
+from ranker.connections import Client, call_replicated, translate_redis_errors
 from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.scripts import Scripts
@@ -190,6 +190,7 @@ class Worker:
                 # most the batch in flight, and one Redis call per batch is nothing beside its
                 # transaction.
                 await self.binding.check()
+                await self._replicated()
                 await self._persist(entries)
             with translate_redis_errors():
                 await self.scripts.ack(
@@ -197,6 +198,30 @@ class Worker:
                 )
         metrics.batch_size.observe(len(entries))
         return len(entries)
+
+    async def _replicated(self) -> None:
+        """With ``RANKER_REDIS_MIN_REPLICAS_ACK``, return once that many replicas have every
+        write up to the batch just read; ``RedisUnavailable`` (the step is retried, the batch
+        stays pending) when they do not within the timeout. Otherwise a session could reach
+        PostgreSQL from a primary that then died before a replica had it: the promoted replica
+        would not know its idempotency key, and a retry would be stored a second time."""
+        wanted = self.settings.redis_min_replicas_ack
+        if not wanted:
+            return
+        with translate_redis_errors():
+            _, acked = await call_replicated(
+                self.redis,
+                self.scripts.replica_sync,
+                [self.keys.replica_sync],
+                [],
+                wanted,
+                self.settings.redis_replica_ack_timeout_ms,
+            )
+        if acked < wanted:
+            raise RedisUnavailable(
+                f"the events read are not yet on {wanted} Redis replica(s)",
+                f"WAIT counted {acked}",
+            )
 
     async def _persist(self, entries: Sequence[StreamEntry]) -> None:
         """Persist a batch in one transaction, in stream order: the sessions between two

@@ -146,9 +146,16 @@ class Keys:
         reloaded copy). The other writers touch no key a page reads: unban and void (state and
         stream; the scores move at moderation_finish), rebuild_begin/extend, the rebuild's and
         the archive's loads (shadow and loading keys, shown once renamed by a bumping script),
-        restore_bans, ack, trim_acked, rate_limit, the binding, an archive's EXPIRE (its TTL).
-        A key gone by its TTL bumps nothing: the scripts check it still exists."""
+        restore_bans, ack, trim_acked, rate_limit, replica_sync, the binding, an archive's
+        EXPIRE (its TTL). A key gone by its TTL bumps nothing: the scripts check it still
+        exists."""
         return f"{self._base}:pages:version"
+
+    @property
+    def replica_sync(self) -> str:
+        """A counter the worker bumps before it persists a batch and then waits for replicas to
+        have (``lua/replica_sync.lua``; with ``RANKER_REDIS_MIN_REPLICAS_ACK`` only)."""
+        return f"{self._base}:sync"
 
     @property
     def names(self) -> str:

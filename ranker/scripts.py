@@ -40,6 +40,7 @@ NAMES = (
     "moderation_finish",
     "archive_store",
     "rate_limit",
+    "replica_sync",
 )
 
 
@@ -95,6 +96,7 @@ class Scripts:
     moderation_finish: AsyncScript
     archive_store: AsyncScript
     rate_limit: AsyncScript
+    replica_sync: AsyncScript
 
     @classmethod
     def register(cls, client: Client) -> Scripts:

@@ -324,8 +324,10 @@ CHECKPOINT;
 -- name: select_storage_sizes
 -- The capacity figures (loadgen.bench.capacity): each table's bytes on disk (heap, indexes,
 -- TOAST and maps: what a disk holds) and rows, and the WAL position in bytes, so that two
--- readings around a drain give bytes per row and WAL bytes per persisted session.
-SELECT pg_total_relation_size('game_sessions') AS sessions_bytes,
+-- readings around a drain give bytes per row and WAL bytes per persisted session. The session
+-- log is partitioned: its bytes are its partitions' (the parent holds none).
+SELECT (SELECT sum(pg_total_relation_size(relid))::bigint
+        FROM pg_partition_tree('game_sessions')) AS sessions_bytes,
        (SELECT count(*) FROM game_sessions) AS sessions,
        pg_total_relation_size('board_scores') AS board_scores_bytes,
        (SELECT count(*) FROM board_scores) AS board_scores,

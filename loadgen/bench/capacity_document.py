@@ -14,8 +14,8 @@ from loadgen.bench.capacity_settings import settings_of
 
 HEAD = """# ranker capacity
 
-What 1M, 10M and 100M players need (issue 14's target: 100M players, 20M of them playing on a
-given day, 200M sessions a day), computed from figures measured on ranker's own code. Generated
+What 1M, 10M and 100M players need (the target: 100M players, 20M of them playing on a given
+day, 200M sessions a day), computed from figures measured on ranker's own code. Generated
 by `make capacity` (`python -m loadgen.bench.capacity`): the script starts a fresh local Redis
 and PostgreSQL, measures (below), writes `benchmarks/capacity.json` and renders this file from
 it, model included; to change an assumption, change its constant in
@@ -76,7 +76,9 @@ def _settings(steps: Sequence[m.Step], f: m.Figures) -> list[str]:
         "Replica reads and board shards come with the cluster client (`redis+cluster://`); the "
         "model counts a submission's keys (its idempotency key, the player's members, its "
         "stream entry) on its player's shard, and the namespace's other keys (names among "
-        "them) on one primary.",
+        "them) on one primary. `RANKER_BOARD_SHARDS` is not built yet (README, \"Running on a "
+        "Redis Cluster\"): until it is, a namespace's boards live on one primary, which is "
+        "enough up to the step that sets it.",
         "",
     ]
     for step in steps:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ranker.settings import Settings
 
-# -- The load: issue 14's 100M players / 20M daily / 200M sessions a day, scaled linearly.
+# -- The load: the target's 100M players / 20M daily / 200M sessions a day, scaled linearly.
 PLAYER_STEPS = (1_000_000, 10_000_000, 100_000_000)
 DAILY_SHARE = 0.20  # players with a session on a given day
 WEEKLY_SHARE = 0.35  # ... in a given week (an assumption: a weekly board's members)

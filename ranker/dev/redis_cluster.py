@@ -172,10 +172,28 @@ def redis_cluster(
         )
         cluster.wait_healthy()
         _wait_replicas_linked(ports)
+        _wait_layout_known(ports, 1 + replicas)
         for port in ports:
             with redis_client(port) as client:
                 cluster.ids[port] = client.execute_command("CLUSTER MYID").decode()
         yield cluster
+
+
+def _wait_layout_known(ports: list[int], per_range: int) -> None:
+    """Until every node's ``CLUSTER SLOTS`` lists ``per_range`` nodes for each slot range: a
+    client learns the layout once, from one node, and one that had not heard of a replica yet
+    would never send it a read."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        sizes = set()
+        for port in ports:
+            with redis_client(port) as client:
+                ranges = client.execute_command("CLUSTER SLOTS")
+            sizes |= {len(entry) - 2 for entry in ranges}
+        if sizes == {per_range}:
+            return
+        time.sleep(0.05)
+    raise Skip(f"the nodes did not all learn the cluster's replicas ({sorted(sizes)})")
 
 
 def _wait_replicas_linked(ports: list[int]) -> None:

@@ -45,6 +45,7 @@ class Load:
     refusals: list[float] = field(default_factory=list)  # monotonic times of write 503s
     successes: list[float] = field(default_factory=list)  # monotonic times of write 200s
     bad: list[str] = field(default_factory=list)
+    reads: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, status)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -88,6 +89,7 @@ async def reader(http: httpx.AsyncClient, load: Load, rng: random.Random) -> Non
             except httpx.TransportError:
                 continue
             load.statuses[response.status_code] += 1
+            load.reads.append((time.monotonic(), response.status_code))
             if response.status_code not in (200, 404, 503):
                 load.bad.append(f"GET {path} {response.status_code}: {response.text[:200]}")
 
@@ -101,9 +103,12 @@ async def stored(pool: AsyncConnectionPool, sessions: list[str]) -> Counter[str]
         return Counter(row[0] for row in await cur.fetchall())
 
 
-@pytest.mark.parametrize("acks", [0, 1], ids=["acks-0", "acks-1"])
+@pytest.mark.parametrize(
+    ("acks", "replica_reads"), [(0, False), (1, True)], ids=["acks-0", "acks-1-replica-reads"]
+)
 async def test_a_primary_killed_under_load_fails_over_and_ranker_recovers_by_itself(
     acks: int,
+    replica_reads: bool,
     own_redis_cluster: LocalCluster,
     make_settings: Callable[..., Settings],
     processes: Processes,
@@ -111,7 +116,10 @@ async def test_a_primary_killed_under_load_fails_over_and_ranker_recovers_by_its
 ) -> None:
     cluster = own_redis_cluster
     settings = make_settings(
-        redis_url=cluster.url, redis_min_replicas_ack=acks, redis_timeout_s=1.0
+        redis_url=cluster.url,
+        redis_min_replicas_ack=acks,
+        read_from_replicas=replica_reads,
+        redis_timeout_s=1.0,
     )
     keys = Keys(settings.namespace)
     url, _ = await processes.serve(settings=settings)
@@ -146,6 +154,7 @@ async def test_a_primary_killed_under_load_fails_over_and_ranker_recovers_by_its
                 return bool(recent) and recent[-1] - recent[0] >= AFTER_S
 
             await wait_for(writes_flow_again, RECOVERY_TIMEOUT_S, "submissions to succeed again")
+            recovered_at = min(t for t in load.successes if t > max(load.refusals, default=0))
         finally:
             load.done.set()
             await asyncio.gather(*running)
@@ -155,6 +164,8 @@ async def test_a_primary_killed_under_load_fails_over_and_ranker_recovers_by_its
     after_kill = [t for t in load.refusals if t >= killed_at]
     first_success = min(t for t in load.successes if t > killed_at)
     refused_s = (max(after_kill) - killed_at) if after_kill else 0.0
+    during = [status for at, status in load.reads if killed_at <= at <= recovered_at]
+    served = sum(status in (200, 404) for status in during)
 
     # Recovery: the watchdog saw a new server hold the namespace and rebuilt it from
     # PostgreSQL once the worker had persisted what the new primary holds; verify agrees.
@@ -170,8 +181,11 @@ async def test_a_primary_killed_under_load_fails_over_and_ranker_recovers_by_its
         f"failover with RANKER_REDIS_MIN_REPLICAS_ACK={acks}: writes refused for "
         f"{refused_s:.2f} s (first success {first_success - killed_at:.2f} s after the kill), "
         f"{len(load.acknowledged)} submissions acknowledged, {len(lost)} lost, "
-        f"{len(twice)} stored twice; statuses {dict(load.statuses)}"
+        f"{len(twice)} stored twice; reads{' from replicas' if replica_reads else ''} while "
+        f"writes were refused: {served} of {len(during)} answered; statuses {dict(load.statuses)}"
     )
     assert not twice, twice[:5]
     if acks:
         assert not lost, lost[:5]
+    if replica_reads:  # the replicas of the other primaries, and the promoted one, serve reads
+        assert served > 0, during

@@ -42,7 +42,7 @@ def setting(step: m.Step, name: str, figures: m.Figures = FIGURES) -> str | None
     return next(s.value for s in settings_of(step, figures) if s.name == name)
 
 
-def test_the_load_is_issue_14s_target_at_100m_players() -> None:
+def test_the_load_is_the_target_at_100m_players() -> None:
     load = m.Load.of(100_000_000)
 
     assert load.daily_players == pytest.approx(20_000_000)

@@ -1,0 +1,11 @@
+-- replica_sync: one write for the worker's WAIT to wait on (RANKER_REDIS_MIN_REPLICAS_ACK). It
+-- comes after every stream entry of the batch the worker read, so once replicas have it they
+-- have those entries and the writes before them (idempotency keys, scores): a session is in
+-- PostgreSQL only when a failover to a replica cannot lose it from Redis, and a retry after the
+-- failover is recognised.
+--
+-- KEYS[1]  the sync counter (keys.replica_sync)
+-- ARGV     none
+--
+-- Returns the counter's new value.
+return redis.call('INCR', KEYS[1])
