@@ -76,7 +76,7 @@ def _settings(steps: Sequence[m.Step], f: m.Figures) -> list[str]:
         "Replica reads and board shards come with the cluster client (`redis+cluster://`); the "
         "model counts a submission's keys (its idempotency key, the player's members, its "
         "stream entry) on its player's shard, and the namespace's other keys (names among "
-        "them) on one primary. `RANKER_BOARD_SHARDS` is not built yet (README, \"Running on a "
+        'them) on one primary. `RANKER_BOARD_SHARDS` is not built yet (README, "Running on a '
         "Redis Cluster\"): until it is, a namespace's boards live on one primary, which is "
         "enough up to the step that sets it.",
         "",
