@@ -12,6 +12,8 @@ on one node (docs/design.md, "Redis Cluster").
 from __future__ import annotations
 
 import contextlib
+import os
+import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,16 @@ _CLUSTER_UNAVAILABLE = (
 )
 
 
+#: The module whose writes leak a closed transport's AttributeError, TypeError or RuntimeError.
+_REDIS_CONNECTION = os.path.join("redis", "asyncio", "connection.py")
+
+
+def _write_on_a_closed_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` came up through redis-py's asyncio connection (its write path)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(frame.filename.endswith(_REDIS_CONNECTION) for frame in frames)
+
+
 def _transient_code(exc: redis_errors.ResponseError) -> bool:
     """Whether redis-py took a transient reply's code off its message (it keeps it apart)."""
     return str(getattr(exc, "status_code", "") or "").startswith(_TRANSIENT_REPLIES)
@@ -60,6 +72,15 @@ def translate_redis_errors() -> Iterator[None]:
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         metrics.redis_errors.inc()
         raise RedisUnavailable("Redis is unreachable", str(exc)) from exc
+    except (AttributeError, TypeError, RuntimeError) as exc:
+        if not _write_on_a_closed_connection(exc):
+            raise
+        # redis-py 8.1 writes on a connection that was closed under it (a peer reset, or the
+        # cluster client closing every connection to reinitialise after CLUSTERDOWN while other
+        # calls use them) and leaks the transport's error instead of a ConnectionError
+        # (redis/redis-py#4287; uvloop's transport raises RuntimeError): an outage, not a bug.
+        metrics.redis_errors.inc()
+        raise RedisUnavailable("Redis closed the connection", repr(exc)) from exc
     except _CLUSTER_UNAVAILABLE as exc:
         # A cluster between layouts: a primary failed and its replica is not promoted yet, or
         # the client has not learnt the new layout (its retries spent). It passes.

@@ -55,7 +55,7 @@ async def submitter(http: httpx.AsyncClient, load: Load, rng: random.Random) -> 
     while not load.done.is_set():
         session = {"user_id": rng.randint(1, 300), "score": rng.randint(1, 10_000)}
         session["session_id"] = uuid.uuid4().hex  # type: ignore[assignment]
-        while True:
+        while not load.done.is_set():  # a refused session is given up once the load ends
             try:
                 response = await http.post("/api/leaderboard/submit", json=session)
             except httpx.TransportError:

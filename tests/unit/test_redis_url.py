@@ -96,3 +96,17 @@ def test_a_cluster_between_layouts_is_a_503_not_a_bug(error: Exception) -> None:
 def test_other_redis_errors_still_pass_as_bugs() -> None:
     with pytest.raises(redis_errors.ResponseError), translate_redis_errors():
         raise redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
+
+
+async def test_a_write_on_a_connection_closed_under_redis_py_is_a_503() -> None:
+    """redis-py 8.1 leaks the transport's AttributeError when a connection was closed under
+    it (redis/redis-py#4287); ranker's own AttributeErrors stay bugs."""
+    from redis.asyncio.connection import Connection
+
+    connection = Connection()
+    connection._writer = None  # as closed by another task meanwhile
+    connection._reader = object()  # type: ignore[assignment]  # "connected"
+    with pytest.raises(RedisUnavailable), translate_redis_errors():
+        await connection._send_packed_command([b"PING\r\n"])
+    with pytest.raises(AttributeError), translate_redis_errors():
+        None.writelines  # type: ignore[attr-defined]  # noqa: B018
