@@ -25,6 +25,7 @@ from ranker.keys import Keys
 from ranker.placements import ARCHIVE_TTL_S, slot_of
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import home, shard_of
 
 #: Loads of one period tried before a read answers 503 (moderation kept changing players).
 ATTEMPTS = 3
@@ -38,7 +39,7 @@ class Archive:
 
     def __init__(self, settings: Settings, pool: AsyncConnectionPool | None = None) -> None:
         self.settings = settings
-        self.keys = Keys(settings.namespace)
+        self.keys = home(settings.namespace, settings.board_shards)
         self._pool = pool or make_pool(settings, max_size=2)
         self._owns_pool = pool is None
         self._redis: Client | None = None
@@ -58,26 +59,32 @@ class Archive:
     def problem(self) -> str | None:
         return None
 
-    async def load(self, board: str, period: str, key: str) -> None:
+    async def load(
+        self, board: str, period: str, key: str, keys: Keys | None = None, shard: int = 0
+    ) -> None:
         """Fill ``key`` with the period's scores (a unique loading key renamed over it: two
         loads at once never mix); nothing when the period holds none.
 
         Banned players are left out (PostgreSQL may not hold a ban yet), and a load is kept only
         if no moderation action changed a player since it began (``archive_store.lua``): else
-        it is made again."""
+        it is made again. On a sharded board (``keys``: a shard's, ``shard``: its index) only
+        the shard's players are loaded, beside that shard's moderation state."""
         if self._redis is None:
             raise Unavailable("archived periods cannot be read while the service starts or stops")
         for _ in range(ATTEMPTS):
-            if await self._load_once(board, period, key, self._redis):
+            if await self._load_once(board, period, key, self._redis, keys or self.keys, shard):
                 return
         raise Unavailable("players of this period kept being moderated while it loaded: retry")
 
-    async def _load_once(self, board: str, period: str, key: str, redis: Client) -> bool:
-        loading = self.keys.loading(slot_of(board, period), uuid.uuid4().hex)
+    async def _load_once(
+        self, board: str, period: str, key: str, redis: Client, keys: Keys, shard: int
+    ) -> bool:
+        count = self.settings.board_shards
+        loading = keys.loading(slot_of(board, period), uuid.uuid4().hex)
         with translate_redis_errors():
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.get(self.keys.moderation_version)
-                pipe.hgetall(self.keys.moderation)
+                pipe.get(keys.moderation_version)
+                pipe.hgetall(keys.moderation)
                 version, states = await pipe.execute()
         # Off the boards: the banned and those whose unban is not complete.
         excluded = {int(user) for user, state in states.items() if state[:1] in (b"b", b"u")}
@@ -87,19 +94,20 @@ class Archive:
                     async for rows in repository.iter_board_scores(
                         conn, board, period, self.settings.rebuild_batch_size
                     ):
-                        await loader.zadd(loading, [r for r in rows if r[0] not in excluded])
+                        await loader.zadd(
+                            loading,
+                            [
+                                r
+                                for r in rows
+                                if r[0] not in excluded and shard_of(r[0], count) == shard
+                            ],
+                        )
         if not loader.members:
             return True
-        keys = [
-            loading,
-            key,
-            self.keys.moderation_version,
-            self.keys.archives,
-            self.keys.pages_version,
-        ]
+        stored = [loading, key, keys.moderation_version, keys.archives, keys.pages_version]
         with translate_redis_errors():
             kept = await Scripts.register(redis).archive_store(
-                keys, [(version or b"").decode(), ARCHIVE_TTL_S]
+                stored, [(version or b"").decode(), ARCHIVE_TTL_S]
             )
         return bool(kept)
 

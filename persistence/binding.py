@@ -98,13 +98,16 @@ async def bound_to(redis: Client, keys: Keys) -> DatabaseIdentity | None:
     return None if raw is None else DatabaseIdentity.parse(raw)
 
 
-async def claim(redis: Client, namespace: str, mine: DatabaseIdentity) -> None:
+async def claim(
+    redis: Client, namespace: str, mine: DatabaseIdentity, keys: Keys | None = None
+) -> None:
     """Bind the namespace to ``mine`` if it is bound to none; ``BoundElsewhere`` when it is
     bound to another database."""
     with translate_redis_errors():
         # One atomic call: of two processes that find the key absent, one sets it and the
         # other reads what the first set.
-        raw = await redis.set(Keys(namespace).bound_database, mine.value, nx=True, get=True)
+        key = (keys or Keys(namespace)).bound_database
+        raw = await redis.set(key, mine.value, nx=True, get=True)
     if isinstance(raw, bytes | str):  # the value found; None: it was absent, now ours
         bound = DatabaseIdentity.parse(raw)
         if bound.id != mine.id:
@@ -115,8 +118,13 @@ class Binding:
     """The binding as the workers of one process see it: their database's identity (read
     once) and the refusal in force, if any (``refusal``, which ``/readyz`` reports)."""
 
-    def __init__(self, namespace: str, redis: Client, pool: AsyncConnectionPool) -> None:
+    def __init__(
+        self, namespace: str, redis: Client, pool: AsyncConnectionPool, keys: Keys | None = None
+    ) -> None:
+        """``keys``: those of the board shard whose binding this is (each shard is rebuilt, and
+        so bound, on its own); by default the namespace's."""
         self.namespace = namespace
+        self.keys = keys
         self.redis = redis
         self.pool = pool
         self.refusal: BoundElsewhere | None = None
@@ -134,7 +142,7 @@ class Binding:
         was bound to this database again, by a rebuild from it)."""
         mine = await self.identity()
         try:
-            await claim(self.redis, self.namespace, mine)
+            await claim(self.redis, self.namespace, mine, self.keys)
         except BoundElsewhere as refusal:
             if self.refusal is None or self.refusal.bound != refusal.bound:
                 log.error("%s; this worker persists nothing meanwhile", refusal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from psycopg import AsyncConnection
@@ -21,6 +21,7 @@ from ranker.definitions import BoardDefinition, builtin_boards
 from ranker.keys import Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import home
 
 log = logging.getLogger("ranker.definitions")
 
@@ -69,12 +70,20 @@ async def stored_definitions(pool: AsyncConnectionPool) -> list[Record]:
     return records
 
 
-async def restore_definitions(redis: Client, settings: Settings, pool: AsyncConnectionPool) -> bool:
+async def restore_definitions(
+    redis: Client,
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    shard: Keys | None = None,
+    mine: Callable[[int], bool] | None = None,
+) -> bool:
     """Give Redis the definitions PostgreSQL holds if it lost its own; whether it did. From
     then on submissions are accepted again, before the boards are loaded: the bans are given
-    back first (when Redis lost the namespace), so none of a banned player's is accepted."""
-    keys = Keys(settings.namespace)
-    await restore_bans(redis, keys, pool)
+    back first (when Redis lost the namespace), so none of a banned player's is accepted.
+    ``shard``: the board shard whose bans are given back (``mine``: its players); by default
+    the namespace's home. The definitions are the home's."""
+    keys = home(settings.namespace, settings.board_shards)
+    await restore_bans(redis, shard or keys, pool, mine)
     restore = [part for r in await stored_definitions(pool) for part in (r.definition.id, r.text)]
     with translate_redis_errors():
         restored = await Scripts.register(redis).restore_definitions(

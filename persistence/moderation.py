@@ -42,6 +42,7 @@ from ranker.moderation import (
 )
 from ranker.placements import op_of
 from ranker.settings import Settings
+from ranker.shards import shards_of
 
 log = logging.getLogger("ranker.moderation")
 #: How often a completion looks whether PostgreSQL holds the action yet.
@@ -175,11 +176,17 @@ class Moderator:
             raise Unavailable("moderation is not available while the service starts or stops")
         return self._redis
 
-    async def wait_persisted(self, entry_id: str, timeout_s: float) -> bool:
-        """Whether PostgreSQL holds every stream entry up to ``entry_id`` within ``timeout_s``."""
+    async def wait_persisted(
+        self, entry_id: str, timeout_s: float, user_id: int | None = None
+    ) -> bool:
+        """Whether PostgreSQL holds every stream entry up to ``entry_id`` within ``timeout_s``:
+        of the stream of ``user_id``'s board shard (by default the namespace's home)."""
         catalog = Catalog(self.redis, self.settings)
+        stream = None
+        if user_id is not None:
+            stream = shards_of(self.settings.namespace, self.settings.board_shards).of(user_id)
         deadline = time.monotonic() + timeout_s
-        while not await catalog.persisted(entry_id):
+        while not await catalog.persisted(entry_id, stream):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(POLL_S)
@@ -190,7 +197,7 @@ class Moderator:
         action, and release the player; whether that happened (or a later action overtook
         this one, which completes both) within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        if not await self.wait_persisted(pending.entry_id, timeout_s):
+        if not await self.wait_persisted(pending.entry_id, timeout_s, pending.user_id):
             return False
         moderation = Moderation(self.redis, self.settings)
         while True:

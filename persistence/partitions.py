@@ -34,10 +34,10 @@ from persistence.definitions import logged_boards
 from persistence.stream import oldest_entry_ms
 from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import builtin_boards
-from ranker.keys import Keys
 from ranker.periods import month_of, months_after, retention_closes
 from ranker.placements import op_of
 from ranker.settings import Settings
+from ranker.shards import shards_of
 from sql import query
 
 log = logging.getLogger("ranker.partitions")
@@ -134,7 +134,7 @@ async def _why_kept(
 ) -> str | None:
     """Why ``month`` may not be dropped now, as Redis and the clock tell (``None``: it may, as
     far as they know)."""
-    keys = Keys(settings.namespace)
+    shards = shards_of(settings.namespace, settings.board_shards)
     name = month_id(month)
     safe_from = _safe_from(settings, month)
     if now < safe_from:
@@ -145,10 +145,11 @@ async def _why_kept(
         until = f"{idempotent_until:%Y-%m-%d %H:%M} UTC"
         return f"{name} holds sessions inside the idempotency window until {until}"
     with translate_redis_errors():
-        rebuilding = bool(await redis.exists(keys.rebuild_flag))
-    if rebuilding:
+        rebuilding = [bool(await redis.exists(keys.rebuild_flag)) for keys in shards.parts]
+    if any(rebuilding):
         return f"{name} waits for the rebuild that runs"
-    oldest = await oldest_entry_ms(redis, keys)
+    entries = [await oldest_entry_ms(redis, keys) for keys in shards.parts]
+    oldest = min((ms for ms in entries if ms is not None), default=None)
     if oldest is not None and oldest < safe_from.timestamp() * 1000:
         since = datetime.fromtimestamp(oldest / 1000, UTC)
         return (

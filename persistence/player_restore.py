@@ -3,7 +3,7 @@ swapped in with them) and, after Redis lost the namespace, the bans."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -18,27 +18,39 @@ from ranker.keys import Keys
 from ranker.moderation import BANNED
 
 
-async def restore_bans(redis: Client, keys: Keys, pool: AsyncConnectionPool) -> int:
+async def restore_bans(
+    redis: Client, keys: Keys, pool: AsyncConnectionPool, mine: Callable[[int], bool] | None = None
+) -> int:
     """Give Redis back the bans PostgreSQL holds, when it lost the namespace (no marker: the
     moderation states went with it; none can have been set since, they are refused while the
-    namespace is not loaded). Returns how many."""
+    namespace is not loaded). Returns how many. ``mine``: which players ``keys`` holds (a board
+    shard's); by default all."""
     with translate_redis_errors():
         if await redis.exists(keys.marker):
             return 0
     with translate_db_errors():
         async with pool.connection() as conn:
             banned = await players.select_bans(conn)
+    banned = [user for user in banned if mine is None or mine(user)]
     if banned:
         with translate_redis_errors():
             await redis.hset(keys.moderation, mapping=dict.fromkeys(map(str, banned), BANNED))
     return len(banned)
 
 
-async def load_names(conn: AsyncConnection, redis: Client, keys: Keys, batch_size: int) -> int:
-    """Load every name of the snapshot into the names' shadow; returns how many."""
+async def load_names(
+    conn: AsyncConnection,
+    redis: Client,
+    keys: Keys,
+    batch_size: int,
+    mine: Callable[[int], bool] | None = None,
+) -> int:
+    """Load every name of the snapshot (of the players ``mine`` takes) into the names' shadow;
+    returns how many."""
     async with bulk_loader(redis, keys.names_temp) as loader:
         async for rows in players.iter_named_players(conn, batch_size):
-            await loader.hset(keys.names_temp, [(user_id, name) for user_id, name, _ in rows])
+            named = [(user, name) for user, name, _ in rows if mine is None or mine(user)]
+            await loader.hset(keys.names_temp, named)
     return loader.members
 
 

@@ -38,8 +38,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,16 +51,18 @@ from persistence.bulkload import bulk_loader
 from persistence.database import translate_db_errors
 from persistence.definitions import restore_definitions
 from persistence.player_restore import load_names, names_set, reconcile_names
+from persistence.rebuild_report import RebuildBusy, RebuildReport
+from persistence.seen_restore import restore_seen
 from persistence.stream import generation_of, kind_of, parse_entry, trim_acknowledged
 from ranker import metrics, tracing
-from ranker.catalog import STOPPED, Catalog
+from ranker.catalog import STOPPED, Catalog, sync_definitions_version
 from ranker.connections import Client, translate_redis_errors
 from ranker.errors import RankerError
-from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
 from ranker.placements import Placement, live_placements
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import shard_of, shards_of
 
 log = logging.getLogger("ranker.rebuild")
 ATTEMPTS = 3
@@ -69,27 +70,6 @@ ATTEMPTS = 3
 SWAP_CHUNK = 1_000
 #: How often a rebuild waiting for another one checks whether it has finished.
 BUSY_POLL_S = 0.1
-
-
-class RebuildBusy(RankerError):
-    """Another rebuild of the namespace holds the flag."""
-
-    status = 409
-    title = "Rebuild in progress"
-
-
-@dataclass(frozen=True)
-class RebuildReport:
-    """What a rebuild did."""
-
-    members: int
-    stream_added: int
-    stream_subtracted: int
-    sessions_restored: int
-    attempts: int
-    duration_s: float
-    #: How many board periods were loaded.
-    periods: int = 0
 
 
 class Rebuild:
@@ -101,12 +81,20 @@ class Rebuild:
         redis: Client,
         pool: AsyncConnectionPool,
         only: Collection[str] | None = None,
+        *,
+        keys: Keys | None = None,
+        shard: int = 0,
     ) -> None:
-        """``only``: the ids of the boards to load (a backfilled one); by default every board."""
+        """``only``: the ids of the boards to load (a backfilled one); by default every board.
+        ``keys``: the one board shard to rebuild (``shard``: its index), loading only its
+        players; by default every shard, one after the other (``ranker.shards``)."""
         self.settings = settings
         self.redis = redis
         self.pool = pool
-        self.keys = Keys(settings.namespace)
+        self.shards = shards_of(settings.namespace, settings.board_shards)
+        self.every_shard = keys is None and self.shards.sharded
+        self.keys = keys or self.shards.base
+        self.shard = shard
         self.scripts = Scripts.register(redis)
         self.catalog = Catalog(redis, settings)
         self._ttl_ms = settings.rebuild_ttl_s * 1000
@@ -125,8 +113,12 @@ class Rebuild:
         whichever it was bound to before.
         ``RankerError`` when the swap was refused ``ATTEMPTS`` times (each outlived its flag).
         """
+        if self.every_shard:
+            return await self._every_shard(wait_s)
         started = time.perf_counter()
-        await restore_definitions(self.redis, self.settings, self.pool)  # and the bans
+        # And the bans of this shard's players.
+        await restore_definitions(self.redis, self.settings, self.pool, self.keys, self._mine)
+        await sync_definitions_version(self.redis, self.shards)
         for attempt in range(1, ATTEMPTS + 1):
             generation = uuid.uuid4().hex
             self.targets = await self._targets()
@@ -157,6 +149,22 @@ class Rebuild:
                 )
             log.warning("rebuild generation %s outlived its flag; starting again", generation)
         raise RankerError(f"rebuild did not finish within the flag TTL {ATTEMPTS} times")
+
+    def _mine(self, user_id: int) -> bool:
+        """Whether a player is of the shard rebuilt."""
+        return shard_of(user_id, self.shards.count) == self.shard
+
+    async def _every_shard(self, wait_s: float) -> RebuildReport:
+        reports = [
+            await Rebuild(
+                self.settings, self.redis, self.pool, self.only, keys=keys, shard=shard
+            ).run(wait_s)
+            for shard, keys in enumerate(self.shards.parts)
+        ]
+        summed = {f: sum(getattr(r, f) for r in reports) for f in RebuildReport.SUMMED}
+        return RebuildReport(
+            **summed, attempts=max(r.attempts for r in reports), periods=reports[0].periods
+        )
 
     async def _targets(self) -> list[Placement]:
         """Every board period to load: the current (and, when it starts within
@@ -240,10 +248,12 @@ class Rebuild:
                     members += await self._load_board(conn, target, generation)
                 if self.only is None:
                     batch = self.settings.rebuild_batch_size
-                    await load_names(conn, self.redis, self.keys, batch)
+                    await load_names(conn, self.redis, self.keys, batch, self._mine)
                     await self._keep_flag(generation)
                 added, subtracted = await self._reconcile_stream(conn, generation.encode())
-                restored = await self._restore_idempotency_keys(conn)
+                restored = await restore_seen(
+                    conn, self.redis, self.keys, self.settings, self._mine
+                )
         return members, added, subtracted, restored
 
     async def _load_board(self, conn: AsyncConnection, target: Placement, generation: str) -> int:
@@ -258,6 +268,8 @@ class Rebuild:
                 async for rows in repository.iter_board_scores(
                     conn, target.board, target.period, self.settings.rebuild_batch_size
                 ):
+                    if self.shards.sharded:
+                        rows = [row for row in rows if self._mine(row[0])]
                     await batches.put(rows)
             finally:
                 await batches.put(None)  # the loader stops; an error is raised by ``await``
@@ -368,32 +380,3 @@ class Rebuild:
                     pipe.zadd(self.keys.temp(slot), members)
                 await pipe.execute()
             await self._keep_flag(generation.decode())
-
-    async def _restore_idempotency_keys(self, conn: AsyncConnection) -> int:
-        """Set the idempotency key of every session of the window that Redis lost (NX: a key
-        that exists is newer or the same), expiring when the window since its creation ends."""
-        window_ms = self.settings.idempotency_ttl_s * 1000
-        restored = 0
-        batch: list[repository.RecentSession] = []
-        async for row in repository.select_recent_sessions(conn, self.settings.idempotency_ttl_s):
-            batch.append(row)
-            if len(batch) >= self.settings.rebuild_batch_size:
-                restored += await self._set_seen(batch, window_ms)
-                batch = []
-        return restored + await self._set_seen(batch, window_ms)
-
-    async def _set_seen(self, rows: Sequence[repository.RecentSession], window_ms: int) -> int:
-        if not rows:
-            return 0
-        with translate_redis_errors():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for session_id, event_id, created_ms, user_id, score, mode in rows:
-                    try:
-                        key = self.keys.seen(session_id)
-                    except ValueError:
-                        # Only rows written around the API can hold such an id; skip, not stall.
-                        log.warning("session %r in game_sessions is not a valid id", session_id)
-                        continue
-                    record = IdempotencyRecord.of(event_id, user_id, score, mode)  # as submit
-                    pipe.set(key, record.text(), nx=True, pxat=created_ms + window_ms)
-                return sum(1 for ok in await pipe.execute() if ok)

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
@@ -18,14 +18,17 @@ from persistence.binding import Binding
 from persistence.database import pool_for
 from persistence.moderation import complete_pending
 from persistence.partitions import MAINTENANCE_INTERVAL_S, maintain
-from persistence.rebuild import Rebuild, RebuildBusy
+from persistence.rebuild import Rebuild
+from persistence.rebuild_report import RebuildBusy
 from persistence.stream import kept_after_persisting, trim_acknowledged
 from persistence.worker import Worker, consumer_name, pause
+from ranker.catalog import sync_definitions_version
 from ranker.connections import Client, background_redis, node_info, translate_redis_errors
 from ranker.errors import RankerError, Unavailable
 from ranker.keys import Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import shards_of
 
 log = logging.getLogger("ranker.service")
 #: How often the watchdog checks that the namespace's boards are loaded.
@@ -44,37 +47,63 @@ async def watch_boards(
     fill the boards created with a backfill, complete the unbans and voids their callers left
     (they timed out), and maintain the partitions of the session log (from the first round on,
     then every ``MAINTENANCE_INTERVAL_S``), until ``stop``."""
-    keys, scripts = Keys(settings.namespace), Scripts.register(redis)
-    seen: str | None = None  # the replication id of the server that holds the namespace
+    shards, scripts = shards_of(settings.namespace, settings.board_shards), Scripts.register(redis)
+    #: The replication id of the server that holds each board shard (the namespace's one alone
+    #: when it is not sharded), as last seen.
+    seen: dict[int, str | None] = dict.fromkeys(range(shards.count))
     maintenance_due = 0.0
     while not stop.is_set():
         try:
-            with translate_redis_errors():
-                missing = not await redis.exists(keys.marker)
-                running = bool(await redis.exists(keys.rebuild_flag))
-                origin = await replication_id(redis, keys)
-            moved = seen is not None and origin != seen
-            if running or not (missing or moved):
-                seen = origin
-            if (missing or moved) and not running:
-                why = "are not loaded" if missing else "are on a server promoted or restarted"
-                log.warning("boards of namespace %s %s: rebuilding", settings.namespace, why)
-                report = await Rebuild(settings, redis, pool).run()
-                log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
-                seen = origin
-            elif not running:
-                await trim_leftovers(settings, redis, keys, scripts)
+            settled = True
+            for shard, keys in enumerate(shards.parts):
+                seen[shard], quiet = await _watch_shard(
+                    settings, redis, pool, keys, shard, seen[shard], scripts
+                )
+                settled = settled and quiet
+            if settled:
+                await sync_definitions_version(redis, shards)
                 await fill_boards(settings, redis, pool)
                 await complete_pending(settings, redis, pool)
                 if time.monotonic() >= maintenance_due:
                     maintenance_due = time.monotonic() + await maintain_partitions(
                         settings, redis, pool
                     )
-        except RebuildBusy:
-            seen = None  # another process rebuilds: what it loads is the new server's
         except RankerError as exc:
             log.warning("rebuild check failed, will retry: %s", exc)
         await pause(stop, WATCH_INTERVAL_S)
+
+
+async def _watch_shard(
+    settings: Settings,
+    redis: Client,
+    pool: AsyncConnectionPool,
+    keys: Keys,
+    shard: int,
+    seen: str | None,
+    scripts: Scripts,
+) -> tuple[str | None, bool]:
+    """One round of the watchdog on one board shard: its rebuild when due. Returns the
+    replication id to remember and whether the shard was loaded and quiet (no rebuild ran or
+    runs)."""
+    try:
+        with translate_redis_errors():
+            missing = not await redis.exists(keys.marker)
+            running = bool(await redis.exists(keys.rebuild_flag))
+            origin = await replication_id(redis, keys)
+        moved = seen is not None and origin != seen
+        if (missing or moved) and not running:
+            why = "are not loaded" if missing else "are on a server promoted or restarted"
+            where = f" (shard {shard})" if keys.tag else ""
+            log.warning("boards of namespace %s%s %s: rebuilding", settings.namespace, where, why)
+            report = await Rebuild(settings, redis, pool, keys=keys, shard=shard).run()
+            log.info("rebuilt %d members in %.2f s", report.members, report.duration_s)
+            return origin, False
+        if running:
+            return origin, False
+        await trim_leftovers(settings, redis, keys, scripts)
+        return origin, True
+    except RebuildBusy:
+        return None, False  # another process rebuilds: what it loads is the new server's
 
 
 async def replication_id(redis: Client, keys: Keys) -> str:
@@ -135,17 +164,36 @@ async def trim_leftovers(settings: Settings, redis: Client, keys: Keys, scripts:
 
 
 def workers(
-    settings: Settings, redis: Client, pool: AsyncConnectionPool, binding: Binding | None = None
+    settings: Settings,
+    redis: Client,
+    pool: AsyncConnectionPool,
+    bindings: Sequence[Binding] | None = None,
 ) -> list[Worker]:
-    """``worker_concurrency`` consumers: while one waits for its COMMIT, another reads and
-    sends the next batch (PostgreSQL runs their transactions on separate cores). They share
-    ``binding`` (by default one of their own)."""
+    """``worker_concurrency`` consumers per board shard: while one waits for its COMMIT,
+    another reads and sends the next batch (PostgreSQL runs their transactions on separate
+    cores). The consumers of a shard share its binding (``bindings``, one per shard; by
+    default their own)."""
     base = consumer_name()
-    binding = binding or Binding(settings.namespace, redis, pool)
+    parts = shards_of(settings.namespace, settings.board_shards).parts
+    bindings = bindings or shard_bindings(settings, redis, pool)
     return [
-        Worker(settings, redis, pool, consumer=f"{base}-{n}", binding=binding)
+        Worker(
+            settings,
+            redis,
+            pool,
+            consumer=f"{base}-{n}" if len(parts) == 1 else f"{base}-s{shard}-{n}",
+            binding=bindings[shard],
+            keys=keys,
+        )
+        for shard, keys in enumerate(parts)
         for n in range(settings.worker_concurrency)
     ]
+
+
+def shard_bindings(settings: Settings, redis: Client, pool: AsyncConnectionPool) -> list[Binding]:
+    """The binding of each board shard to a database."""
+    parts = shards_of(settings.namespace, settings.board_shards).parts
+    return [Binding(settings.namespace, redis, pool, keys) for keys in parts]
 
 
 class Persistence:
@@ -157,13 +205,15 @@ class Persistence:
         self.settings = settings
         self.worker = worker
         self.watchdog = watchdog
-        self._binding: Binding | None = None
+        self._bindings: list[Binding] = []
 
     def problem(self) -> str | None:
         """Why the worker persists nothing now (the namespace is bound to another database),
         for ``/readyz``; ``None`` while it works."""
-        refusal = self._binding and self._binding.refusal
-        return refusal.detail if refusal else None
+        for binding in self._bindings:
+            if binding.refusal:
+                return binding.refusal.detail
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; the worker finishes and acknowledges its batch first."""
@@ -172,10 +222,10 @@ class Persistence:
             async with pool_for(self.settings, wait=False) as pool:
                 jobs: list[Callable[[], Awaitable[None]]] = []
                 if self.worker:
-                    self._binding = Binding(self.settings.namespace, redis, pool)
+                    self._bindings = shard_bindings(self.settings, redis, pool)
                     jobs.extend(
                         functools.partial(worker.run, stop)
-                        for worker in workers(self.settings, redis, pool, self._binding)
+                        for worker in workers(self.settings, redis, pool, self._bindings)
                     )
                 if self.watchdog:
                     jobs.append(lambda: watch_boards(self.settings, redis, pool, stop))

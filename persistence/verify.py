@@ -26,12 +26,13 @@ from persistence.stream import unpersisted
 from ranker.catalog import Catalog
 from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import BoardDefinition
+from ranker.entries import to_int
 from ranker.errors import Unavailable
 from ranker.keys import Keys
 from ranker.periods import ALL
 from ranker.placements import op_of, retained, slot_of
-from ranker.ranking import to_int
 from ranker.settings import Settings
+from ranker.shards import Shards, shards_of
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,16 @@ class VerifyReport:
         return self.total_differences == 0
 
 
-async def wait_drained(redis: Client, keys: Keys, timeout_s: float) -> None:
-    """Return once no entry awaits persistence; ``Unavailable`` after ``timeout_s``."""
+async def wait_drained(redis: Client, keys: Keys | Shards, timeout_s: float) -> None:
+    """Return once no entry awaits persistence (in the stream of ``keys``, or of every board
+    shard); ``Unavailable`` after ``timeout_s``."""
+    parts = keys.parts if isinstance(keys, Shards) else (keys,)
     deadline = time.monotonic() + timeout_s
-    while (left := await unpersisted(redis, keys)) > 0:
-        if time.monotonic() > deadline:
-            raise Unavailable(f"{left} events still wait for the worker after {timeout_s} s")
-        await asyncio.sleep(0.05)
+    for part in parts:
+        while (left := await unpersisted(redis, part)) > 0:
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{left} events still wait for the worker after {timeout_s} s")
+            await asyncio.sleep(0.05)
 
 
 class Verifier:
@@ -86,7 +90,7 @@ class Verifier:
         self.settings = settings
         self.redis = redis
         self.pool = pool
-        self.keys = Keys(settings.namespace)
+        self.shards = shards_of(settings.namespace, settings.board_shards)
         self.page_size = page_size
         self.keep = keep
 
@@ -112,29 +116,47 @@ class Verifier:
     async def _period(
         self, conn: AsyncConnection, board: BoardDefinition, period: str
     ) -> tuple[int, list[Difference]]:
-        key = self.keys.board(slot_of(board, period))
+        slot = slot_of(board, period)
         diffs: list[Difference] = []
         members = 0
-        cursor = 0
-        while True:
-            with translate_redis_errors():
-                cursor, page = await self.redis.zscan(key, cursor, count=self.page_size)
-            members += len(page)
-            ids = [int(member) for member, _ in page]
-            sql = await repository.select_scores_of_users(conn, board.id, period, ids)
-            for member, score in page:
-                user_id, in_redis = int(member), to_int(score)
-                if sql.get(user_id) != in_redis:
-                    diffs.append(Difference(board.id, user_id, in_redis, sql.get(user_id), period))
-            if cursor == 0:
-                break
+        for keys in self.shards.parts:  # Redis -> SQL, each shard's members
+            key = keys.board(slot)
+            cursor = 0
+            while True:
+                with translate_redis_errors():
+                    cursor, page = await self.redis.zscan(key, cursor, count=self.page_size)
+                members += len(page)
+                ids = [int(member) for member, _ in page]
+                sql = await repository.select_scores_of_users(conn, board.id, period, ids)
+                for member, score in page:
+                    user_id, in_redis = int(member), to_int(score)
+                    if sql.get(user_id) != in_redis or self.shards.of(user_id) != keys:
+                        # (A member on a shard not its own is a difference too: it would be
+                        # counted twice, or read where no submission of it goes.)
+                        diffs.append(
+                            Difference(board.id, user_id, in_redis, sql.get(user_id), period)
+                        )
+                if cursor == 0:
+                    break
         async for rows in repository.iter_board_scores(conn, board.id, period, self.page_size):
-            with translate_redis_errors():
-                scores = await self.redis.zmscore(key, [str(user) for user, _ in rows])
-            for (user_id, score), found in zip(rows, scores, strict=True):
+            for (user_id, score), found in zip(rows, await self._scores(slot, rows), strict=True):
                 if found is None:
                     diffs.append(Difference(board.id, user_id, None, score, period))
         return members, diffs
+
+    async def _scores(self, slot: str, rows: list[tuple[int, int]]) -> list[float | None]:
+        """The Redis scores of the players of ``rows``, each from its own shard."""
+        found: list[float | None] = [None] * len(rows)
+        by_shard: dict[Keys, list[int]] = {}
+        for i, (user_id, _) in enumerate(rows):
+            by_shard.setdefault(self.shards.of(user_id), []).append(i)
+        for keys, where in by_shard.items():
+            members = [str(rows[i][0]) for i in where]
+            with translate_redis_errors():
+                scores = await self.redis.zmscore(keys.board(slot), members)
+            for i, score in zip(where, scores, strict=True):
+                found[i] = score
+        return found
 
     async def deep(self, keep: int = 20) -> list[str]:
         """Up to ``keep`` scores of PostgreSQL's boards that differ from their aggregates

@@ -42,6 +42,7 @@ from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import home
 
 log = logging.getLogger("ranker.worker")
 #: One line per committed batch (with RANKER_ACCESS_LOG), apart so that it can be silenced alone.
@@ -80,17 +81,19 @@ class Worker:
         consumer: str | None = None,
         retry_wait_max_s: float = 2.0,
         binding: Binding | None = None,
+        keys: Keys | None = None,
     ) -> None:
         """``binding``: shared by the workers of one process (one refusal, one identity
-        lookup); by default the worker's own."""
+        lookup); by default the worker's own. ``keys``: the board shard whose stream it
+        persists (``ranker.shards``); by default the namespace's home."""
         self.settings = settings
         self.redis = redis
         self.pool = pool
-        self.keys = Keys(settings.namespace)
+        self.keys = keys or home(settings.namespace, settings.board_shards)
         self.scripts = Scripts.register(redis)
         self.consumer = consumer or consumer_name()
         self.retry_wait_max_s = retry_wait_max_s
-        self.binding = binding or Binding(settings.namespace, redis, pool)
+        self.binding = binding or Binding(settings.namespace, redis, pool, self.keys)
         self._next_claim = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:

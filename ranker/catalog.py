@@ -33,6 +33,7 @@ from ranker.models import FieldError
 from ranker.placements import LOOKAHEAD, retained, slot_of
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import Shards, home, shards_of
 
 log = logging.getLogger("ranker.catalog")
 #: How old an API process's copy of the definitions may be before it compares the version.
@@ -114,7 +115,7 @@ class Catalog:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.namespace)
+        self.keys = home(settings.namespace, settings.board_shards)
         self.scripts = Scripts.register(redis)
         self.clock = clock
         self._builtin = {
@@ -239,29 +240,41 @@ class Catalog:
             )
             removed = self._period_keys(current.definition) if purge else []
             if (await self._write(board_id, current, after, removed, actor))[0]:
+                if purge:
+                    # The other shards' periods, after the purge's own entry: a session placed
+                    # with the old definitions meanwhile is refused by its shard's version.
+                    shards = shards_of(self.settings.namespace, self.settings.board_shards)
+                    others = [
+                        key
+                        for keys in shards.others(self.keys)
+                        for key in self._period_keys(current.definition, keys)
+                    ]
+                    with translate_redis_errors():
+                        for key in others:
+                            await self.redis.unlink(key)
                 return current
         raise RankerError(f"board {board_id!r} kept changing: try again")
 
-    def _period_keys(self, board: BoardDefinition) -> list[str]:
+    def _period_keys(self, board: BoardDefinition, keys: Keys | None = None) -> list[str]:
         """The Redis keys of every period of ``board`` Redis may hold now: those it retains,
-        the next one (a lagging clock's), and their reloaded archives."""
+        the next one (a lagging clock's), and their reloaded archives (of the board shard
+        ``keys``; by default the home's)."""
+        keys = keys or self.keys
         now = datetime.now(UTC)
         periods = retained(board, now + LOOKAHEAD) + retained(board, now)
         slots = {slot_of(board, period.id) for period in periods}
-        return [
-            key
-            for slot in sorted(slots)
-            for key in (self.keys.board(slot), self.keys.archive(slot))
-        ]
+        return [key for slot in sorted(slots) for key in (keys.board(slot), keys.archive(slot))]
 
-    async def persisted(self, entry_id: str) -> bool:
+    async def persisted(self, entry_id: str, keys: Keys | None = None) -> bool:
         """Whether the worker has persisted every stream entry up to ``entry_id`` (none is
-        unread or pending at or before it)."""
+        unread or pending at or before it) of the stream of ``keys`` (a board shard's; by
+        default the home's, where the definitions' changes go)."""
+        events = (keys or self.keys).events
         with translate_redis_errors():
             try:
-                groups = await self.redis.xinfo_groups(self.keys.events)
+                groups = await self.redis.xinfo_groups(events)
                 pending = await self.redis.xpending_range(
-                    self.keys.events, WORKER_GROUP, min="-", max=entry_id, count=1
+                    events, WORKER_GROUP, min="-", max=entry_id, count=1
                 )
             except ResponseError:
                 return True  # no stream: nothing waits
@@ -309,7 +322,28 @@ class Catalog:
         if not done:
             return False, None
         self._snapshot = None  # this process sees its own change at once
+        await sync_definitions_version(
+            self.redis, shards_of(self.settings.namespace, self.settings.board_shards)
+        )
         return True, Record.parse(text)
+
+
+async def sync_definitions_version(redis: Client, shards: Shards) -> None:
+    """Copy the definitions version of the namespace's home to every other board shard that
+    holds another (``ranker.shards``): each shard's submissions are checked against its copy.
+    After every change, after a rebuild, on a refused submission and by the watchdog (so a copy
+    left behind by a process that stopped halfway catches up within a second)."""
+    if not shards.sharded:
+        return
+    others = shards.others(shards.base)
+    with translate_redis_errors():
+        version = await redis.get(shards.base.definitions_version)
+        if version is None:
+            return
+        copies = await asyncio.gather(*(redis.get(keys.definitions_version) for keys in others))
+        for keys, copy in zip(others, copies, strict=True):
+            if copy != version:
+                await redis.set(keys.definitions_version, version)
 
 
 #: Who the audit log names for the changes a boards file made.

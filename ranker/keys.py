@@ -47,13 +47,16 @@ def session_digest(session_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The key names of one namespace."""
+    """The key names of one namespace, or (``tag``) of one shard of its boards
+    (``ranker.shards``): the same names under the shard's hash tag."""
 
     namespace: str
+    #: The hash tag of a board shard (``shards.shard_tag``); "": the namespace's own.
+    tag: str = ""
 
     @property
     def _base(self) -> str:
-        return f"{PREFIX}:{{{self.namespace}}}"
+        return f"{PREFIX}:{{{self.tag or self.namespace}}}"
 
     def board(self, slot: str) -> str:
         """The live sorted set of one period of a board (member: user id, score: the

@@ -20,8 +20,8 @@ from typing import Any
 from ranker import metrics
 from ranker.connections import Client, node_info, translate_redis_errors
 from ranker.errors import RedisUnavailable
-from ranker.keys import Keys
 from ranker.settings import Settings
+from ranker.shards import home
 
 log = logging.getLogger("ranker")
 #: How often each API process reads INFO memory. Between two readings a Redis near its limit
@@ -78,7 +78,7 @@ class RedisMemory:
     def __init__(self, redis: Client, settings: Settings) -> None:
         self.redis = redis
         #: On a cluster, the node read is the one that holds the namespace's keys.
-        self.key = Keys(settings.namespace).marker
+        self.key = home(settings.namespace, settings.board_shards).marker
         self.watermark = settings.redis_memory_watermark
         #: None until the first reading, and after a failed one: nothing is refused on a
         #: reading that may be stale (the submission's own call then meets the real state).

@@ -42,6 +42,7 @@ from ranker.periods import retention_closes
 from ranker.placements import Placement, live_placements
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import home, shards_of
 
 #: How often a change is tried again when the boards or the archives changed under it.
 ATTEMPTS = 5
@@ -126,7 +127,9 @@ class PlayerRecords(Protocol):
     """What PostgreSQL holds of players, and the completion of moderation actions
     (``persistence.moderation.Moderator``: the API is handed one by ``ranker.cli``)."""
 
-    async def wait_persisted(self, entry_id: str, timeout_s: float) -> bool:
+    async def wait_persisted(
+        self, entry_id: str, timeout_s: float, user_id: int | None = None
+    ) -> bool:
         """Whether PostgreSQL holds every stream entry up to ``entry_id`` within ``timeout_s``."""
         ...
 
@@ -159,19 +162,23 @@ class Moderation:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.keys = Keys(settings.namespace)
+        self.keys = home(settings.namespace, settings.board_shards)
+        #: A player's names and moderation state are in the player's board shard, beside the
+        #: player's entries and sessions (``ranker.shards``).
+        self.shards = shards_of(settings.namespace, settings.board_shards)
         self.scripts = Scripts.register(redis)
         self.catalog = catalog or Catalog(redis, settings)
         self.wall_ms = wall_ms
 
     async def set_name(self, user_id: int, username: str) -> str:
         """Set a player's display name (already normalised); returns its stream entry."""
+        own = self.shards.of(user_id)
         keys = [
-            self.keys.names,
-            self.keys.names_delta,
-            self.keys.rebuild_flag,
-            self.keys.events,
-            self.keys.pages_version,
+            own.names,
+            own.names_delta,
+            own.rebuild_flag,
+            own.events,
+            own.pages_version,
         ]
         with translate_redis_errors():
             entry: bytes = await self.scripts.set_name(keys, [user_id, username])
@@ -179,32 +186,37 @@ class Moderation:
 
     async def state(self, user_id: int) -> str | None:
         """The player's moderation state (``None``: none)."""
+        own = self.shards.of(user_id)
         with translate_redis_errors():
-            raw: Any = await self.redis.hget(self.keys.moderation, str(user_id))
+            raw: Any = await self.redis.hget(own.moderation, str(user_id))
         return None if raw is None else raw.decode()
 
     async def pending(self) -> list[Pending]:
-        """Every unban and void waiting for its completion."""
-        with translate_redis_errors():
-            states: Any = await self.redis.hgetall(self.keys.moderation)
-        return [Pending(int(user), raw.decode()) for user, raw in states.items() if is_pending(raw)]
+        """Every unban and void waiting for its completion (on every board shard)."""
+        found = []
+        for keys in self.shards.parts:
+            with translate_redis_errors():
+                states: Any = await self.redis.hgetall(keys.moderation)
+            found += [Pending(int(u), raw.decode()) for u, raw in states.items() if is_pending(raw)]
+        return found
 
     async def ban(self, user_id: int, key_id: str, reason: str) -> str | None:
         """Ban a player: off every board from now on; returns the ban's stream entry, or
         ``None`` when the player was banned already (nothing changes)."""
+        own = self.shards.of(user_id)
         for _ in range(ATTEMPTS):
             snapshot = await self.catalog.reload()
-            archives = await self._archives()
+            archives = await self._archives(own)
             keys = [
-                self.keys.moderation,
-                self.keys.moderation_version,
-                self.keys.archives,
-                self.keys.events,
-                self.keys.definitions_version,
-                self.keys.marker,
-                self.keys.pages_version,
+                own.moderation,
+                own.moderation_version,
+                own.archives,
+                own.events,
+                own.definitions_version,
+                own.marker,
+                own.pages_version,
                 *archives,
-                *(self.keys.board(p.slot) for p in self.placements(snapshot)),
+                *(own.board(p.slot) for p in self.placements(snapshot)),
             ]
             args: list[str | int] = [
                 user_id,
@@ -226,7 +238,8 @@ class Moderation:
     async def unban(self, user_id: int, key_id: str, reason: str) -> Pending | None:
         """Lift a ban; returns the state to complete (an unban already under way: its own), or
         ``None`` when the player is not banned."""
-        keys = [self.keys.moderation, self.keys.events, self.keys.marker]
+        own = self.shards.of(user_id)
+        keys = [own.moderation, own.events, own.marker]
         args: list[str | int] = [user_id, uuid.uuid4().hex, key_id, reason, self.wall_ms()]
         with translate_redis_errors():
             status, state = await self.scripts.unban(keys, args)
@@ -240,7 +253,8 @@ class Moderation:
     ) -> tuple[str, Pending | None]:
         """Void one session of a player; returns its stream entry and the state to complete
         (``None`` for a banned player, who is on no board)."""
-        keys = [self.keys.moderation, self.keys.events, self.keys.marker]
+        own = self.shards.of(user_id)
+        keys = [own.moderation, own.events, own.marker]
         args: list[str | int] = [
             user_id,
             event_id,
@@ -268,16 +282,17 @@ class Moderation:
         """Write ``scores`` (by slot; a slot missing: the player leaves it) over the player's
         periods and release them, unless another action overtook ``pending``. Returns 1 when
         done, 0 when overtaken, -1 while a rebuild runs (retry after it)."""
+        own = self.shards.of(pending.user_id)
         for _ in range(ATTEMPTS):
-            archives = await self._archives()
+            archives = await self._archives(own)
             keys = [
-                self.keys.moderation,
-                self.keys.moderation_version,
-                self.keys.archives,
-                self.keys.rebuild_flag,
-                self.keys.pages_version,
+                own.moderation,
+                own.moderation_version,
+                own.archives,
+                own.rebuild_flag,
+                own.pages_version,
                 *archives,
-                *(self.keys.board(p.slot) for p in placements),
+                *(own.board(p.slot) for p in placements),
             ]
             args: list[str | int] = [pending.user_id, pending.state, len(archives)]
             for p in placements:
@@ -289,9 +304,9 @@ class Moderation:
                 return done
         raise RankerError("the archived periods kept changing: retry")
 
-    async def _archives(self) -> list[str]:
+    async def _archives(self, own: Keys) -> list[str]:
         with translate_redis_errors():
-            members: Any = await self.redis.smembers(self.keys.archives)
+            members: Any = await self.redis.smembers(own.archives)
         return sorted(member.decode() for member in members)
 
     def _check_loaded(self, status: bytes) -> None:
@@ -313,7 +328,7 @@ async def ban_player(
     entry = await moderation.ban(user_id, actor, reason)
     if entry is None:
         return False, True
-    return True, await records.wait_persisted(entry, moderation.settings.moderation_wait_s)
+    return True, await records.wait_persisted(entry, moderation.settings.moderation_wait_s, user_id)
 
 
 async def unban_player(
@@ -356,5 +371,5 @@ async def void_session(
     )
     wait_s = moderation.settings.moderation_wait_s
     if pending is None:  # voided by a ban still in force: only the log changes
-        return await records.wait_persisted(entry, wait_s)
+        return await records.wait_persisted(entry, wait_s, stored.user_id)
     return await records.complete(pending, wait_s)

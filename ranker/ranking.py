@@ -6,6 +6,7 @@ nothing scans a board on the request path.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 import uuid
@@ -15,9 +16,10 @@ from typing import Any, Protocol
 
 from ranker import boards, logs, tracing
 from ranker.boards import GLOBAL
-from ranker.catalog import Catalog
+from ranker.catalog import Catalog, sync_definitions_version
 from ranker.coalesce import Coalescer
 from ranker.connections import Client, call_replicated, translate_redis_errors
+from ranker.entries import counted_on, name_of, ranked, to_int
 from ranker.errors import (
     BacklogFull,
     NotFound,
@@ -29,11 +31,11 @@ from ranker.errors import (
     SessionConflict,
     TooManyRequests,
 )
+from ranker.fanout import Fanout, Part
 from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
 from ranker.memory import RedisMemory
 from ranker.models import (
-    BoardStanding,
     Entry,
     Standing,
     SubmitRequest,
@@ -41,56 +43,13 @@ from ranker.models import (
     entries_json,
 )
 from ranker.page_cache import PageCache
-from ranker.placements import place, tokens_text
+from ranker.placements import Placement, place, tokens_text
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import home, shards_of
 
 #: How often a submission is placed again when the boards change under it.
 PLACE_ATTEMPTS = 3
-
-
-def to_int(raw: bytes | str | int | float) -> int:
-    """A sorted-set score as an int (Redis replies with the text of a double)."""
-    if isinstance(raw, int):
-        return raw
-    try:
-        return int(raw)
-    except ValueError:
-        return int(float(raw))
-
-
-def name_of(raw: bytes | None) -> str | None:
-    """A display name as Redis returns it (``None``: the player has none)."""
-    return None if raw is None else raw.decode()
-
-
-def ranked(
-    flat: Sequence[bytes],
-    first_rank: int = 1,
-    first_position: int = 0,
-    names: Sequence[bytes | None] = (),
-) -> list[Entry]:
-    """Entries from a flat ``member, score, ...`` reply ordered best first, named by ``names``
-    (one per entry, ``None`` for a player without a name; none at all: no names).
-
-    The first member has rank ``first_rank`` and 0-based board position ``first_position``
-    (they differ when it ties with members above the slice). Each next member shares the
-    previous rank on a tie and otherwise ranks by its position: standard competition ranking,
-    like SQL ``RANK()``.
-    """
-    entries: list[Entry] = []
-    rank = first_rank
-    previous: int | None = None
-    for offset in range(0, len(flat), 2):
-        total = to_int(flat[offset + 1])
-        if previous is not None and total != previous:
-            rank = first_position + offset // 2 + 1
-        name = name_of(names[offset // 2]) if names else None
-        entries.append(
-            Entry(rank=rank, user_id=int(flat[offset]), total_score=total, username=name)
-        )
-        previous = total
-    return entries
 
 
 class Charge(Protocol):
@@ -126,9 +85,11 @@ class Ranking:
         self.memory = memory
         self.catalog = catalog or Catalog(redis, settings)
         self.wall_ms = wall_ms
-        self.keys = Keys(settings.namespace)
+        self.keys = home(settings.namespace, settings.board_shards)
+        self.shards = shards_of(settings.namespace, settings.board_shards)
         self.scripts = Scripts.register(redis)
         self.reads = reads or Coalescer(redis, settings.coalesce_reads, settings.read_from_replicas)
+        self.fanout = Fanout(self.scripts, self.reads, settings.retry_after_s)
         self.top_cache = PageCache(settings.top_cache)
         self._ttl_ms = str(settings.idempotency_ttl_s * 1000)
         self._max_backlog = str(settings.max_backlog)
@@ -169,24 +130,30 @@ class Ranking:
         trace = tracing.traceparent()  # "" with traces off: the entry gets no field `w`
         snapshot = await self.catalog.snapshot()
         budget_keys, budgets = (list(charge.keys), charge.spec) if charge else ([], "")
+        own = self.shards.of(request.user_id)
+        if charge and self.shards.sharded:
+            # The budgets live under the namespace's tag, not the player's shard: charged in a
+            # round trip of their own.
+            await self._spend(charge)
+            budget_keys, budgets = [], ""
         for _ in range(PLACE_ATTEMPTS):
             accepted_ms = self.wall_ms()
             placements = place(
                 snapshot.counting(mode), datetime.fromtimestamp(accepted_ms / 1000, UTC)
             )
             keys = [
-                self.keys.seen(session_id),
-                self.keys.seen_legacy(session_id),
-                self.keys.events,
-                self.keys.rebuild_flag,
-                self.keys.marker,
-                self.keys.definitions_version,
-                self.keys.moderation,
-                self.keys.names,
-                self.keys.names_delta,
-                self.keys.pages_version,
-                *(self.keys.board(p.slot) for p in placements),
-                *(self.keys.delta(p.slot) for p in placements),
+                own.seen(session_id),
+                own.seen_legacy(session_id),
+                own.events,
+                own.rebuild_flag,
+                own.marker,
+                own.definitions_version,
+                own.moderation,
+                own.names,
+                own.names_delta,
+                own.pages_version,
+                *(own.board(p.slot) for p in placements),
+                *(own.delta(p.slot) for p in placements),
                 *budget_keys,
             ]
             args: list[str | int] = [
@@ -217,6 +184,8 @@ class Ranking:
             # Another process changed the boards since this one read them: place it again,
             # uncharged (the script charged the budgets before it found the change).
             budget_keys, budgets = [], ""
+            if self.shards.sharded:  # the player's shard may hold an older copy of the version
+                await sync_definitions_version(self.redis, self.shards)
             snapshot = await self.catalog.reload()
         else:
             raise NotReady("the boards kept changing; retry", self.settings.retry_after_s)
@@ -246,26 +215,47 @@ class Ranking:
                 "replica(s); retry with the same session id (it is counted once)",
                 self.settings.retry_after_s,
             )
-        counted = {}
-        for i, placement in enumerate(placements):
-            score, rank = standings[2 * i : 2 * i + 2]
-            if not ready or score is None:  # rebuilding, or (a retry) not on this board
-                score = rank = None
-            counted[placement.board] = BoardStanding(
-                score=None if score is None else to_int(score),
-                rank=None if rank is None else int(rank),
-                period=placement.period,
-            )
-        own = counted[GLOBAL]  # every session counts on the global board
+        if ready and self.shards.sharded:
+            standings = await self._ranked_over_shards(placements, standings, own)
+        counted = counted_on(placements, standings, ready)
+        total = counted[GLOBAL]  # every session counts on the global board
         return SubmitResponse(
             user_id=request.user_id,
-            total_score=own.score,
-            rank=own.rank,
+            total_score=total.score,
+            rank=total.rank,
             session_id=session_id,
             duplicate=status == b"seen",
             event_id=event_id,
             boards=counted,
         )
+
+    async def _spend(self, charge: Charge) -> None:
+        with translate_redis_errors():
+            refused = await self.scripts.rate_limit(list(charge.keys), [charge.spec])
+        if refused:
+            raise charge.refused(int(refused[0]), int(refused[1]))
+
+    async def _ranked_over_shards(
+        self, placements: Sequence[Placement], standings: list[Any], own: Keys
+    ) -> list[Any]:
+        """The standings of ``submit.lua`` (ranks in the player's shard) with the members the
+        other shards hold ahead of each score added (one batch of reads)."""
+        others = [keys for keys in self.shards.parts if keys != own]
+        reads, where = [], []
+        for i, placement in enumerate(placements):
+            score = standings[2 * i]
+            if score is not None:
+                parts = [Part(keys, keys.board(placement.slot)) for keys in others]
+                reads.append(self.fanout.ahead(parts, placement.order, [to_int(score)]))
+                where.append(i)
+        ranked = list(standings)
+        for i, (ahead,) in zip(where, await asyncio.gather(*reads), strict=True):
+            ranked[2 * i + 1] = int(ranked[2 * i + 1]) + ahead
+        return ranked
+
+    def _parts(self, mode: str | None) -> list[Part]:
+        slot = boards.of_mode(mode)
+        return [Part(keys, keys.board(slot)) for keys in self.shards.parts]
 
     def _refused(
         self, status: bytes, user_id: int, charge: Charge | None, reply: list[Any]
@@ -294,6 +284,17 @@ class Ranking:
 
     async def rank(self, user_id: int, mode: str | None = None) -> Standing:
         """A player's total and rank; ``NotFound`` when the player has no score on the board."""
+        if self.shards.sharded:
+            shard = self.shards.parts.index(self.shards.of(user_id))
+            point = await self.fanout.point(self._parts(mode), "desc", user_id, shard)
+            if point is None:
+                raise absent(user_id, mode)
+            return Standing(
+                user_id=user_id,
+                total_score=point.score,
+                rank=point.rank,
+                username=name_of(point.name),
+            )
         keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
             ready, total, rank, name = await self.reads.run(self.scripts.rank, keys, [user_id])
@@ -306,13 +307,20 @@ class Ranking:
 
     async def top(self, limit: int, mode: str | None = None) -> list[Entry]:
         """The ``limit`` best players of a board, best first (ties share a rank)."""
+        if self.shards.sharded:
+            run = await self.fanout.top(self._parts(mode), "desc", [0] * self.shards.count, limit)
+            flat, names = run.flat()
+            return ranked(flat, run.first_rank, 0, names)
         _, entries = await self._top(self.keys.board(boards.of_mode(mode)), limit, b"")
         assert entries is not None  # a read of no copy is answered with the page
         return entries
 
     async def top_body(self, limit: int, mode: str | None = None) -> bytes:
         """``top`` as the JSON ``GET /api/leaderboard/top`` answers, this process's copy
-        when Redis says it is current (``ranker.page_cache``); the same errors as ``top``."""
+        when Redis says it is current (``ranker.page_cache``; one shard only); the same errors
+        as ``top``."""
+        if self.shards.sharded:
+            return entries_json(await self.top(limit, mode))
         key = self.keys.board(boards.of_mode(mode))
         read = functools.partial(self._top, key, limit)
         return await self.top_cache.body((key, limit), read, entries_json)
@@ -327,6 +335,8 @@ class Ranking:
 
     async def around(self, user_id: int, side: int, mode: str | None = None) -> list[Entry]:
         """The player and up to ``side`` players above and below; ``NotFound`` if absent."""
+        if self.shards.sharded:
+            return await self._sharded_around(user_id, side, mode)
         keys = [self.keys.marker, self.keys.board(boards.of_mode(mode)), self.keys.names]
         with translate_redis_errors():
             ready, first_rank, first_position, flat, names = await self.reads.run(
@@ -336,6 +346,18 @@ class Ranking:
         if first_rank is None:
             raise absent(user_id, mode)
         return ranked(flat, int(first_rank), int(first_position), names)
+
+    async def _sharded_around(self, user_id: int, side: int, mode: str | None) -> list[Entry]:
+        # around.lua's window: up to ``side`` on each side, cut at the ends (it does not slide).
+        parts = self._parts(mode)
+        shard = self.shards.parts.index(self.shards.of(user_id))
+        point = await self.fanout.point(parts, "desc", user_id, shard)
+        if point is None:
+            raise absent(user_id, mode)
+        above = min(side, point.position)
+        run = await self.fanout.window(parts, "desc", point, above + 1 + side, above)
+        flat, names = run.flat()
+        return ranked(flat, run.first_rank, run.position, names)
 
     async def members(self, names: Sequence[str]) -> list[int]:
         """How many players each of the boards ``names`` holds, in one round trip."""

@@ -41,6 +41,8 @@ NAMES = (
     "archive_store",
     "rate_limit",
     "replica_sync",
+    "shard_counts",
+    "shard_page",
 )
 
 
@@ -97,6 +99,8 @@ class Scripts:
     archive_store: AsyncScript
     rate_limit: AsyncScript
     replica_sync: AsyncScript
+    shard_counts: AsyncScript
+    shard_page: AsyncScript
 
     @classmethod
     def register(cls, client: Client) -> Scripts:

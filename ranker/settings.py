@@ -228,6 +228,14 @@ class Settings(BaseSettings):
         description="Cluster only: rank, top, around and lookup read from replicas (stale by "
         "the replication lag); a submission's own answer still comes from its primary.",
     )
+    board_shards: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Each board's players spread over this many hash tags (by user id), so one "
+        "board spans as many cluster primaries. Change it only with a rebuild (docs/design.md, "
+        '"Sharded boards").',
+    )
     pg_pool_max: int = Field(default=8, ge=1, description="PostgreSQL connections per process.")
     worker_batch_size: int = Field(
         default=5_000, ge=1, description="Events per write-behind transaction (at most)."

@@ -5,6 +5,7 @@ exactly what ``GET /api/boards/{board_id}/top`` answers."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from starlette.requests import Request
@@ -15,7 +16,9 @@ from ranker.catalog import Record
 from ranker.connections import translate_redis_errors
 from ranker.definitions import BOARD_ID_PATTERN, BoardDefinition
 from ranker.errors import NotFound, NotReady, Unavailable
+from ranker.fanout import Part
 from ranker.models import BoardPage
+from ranker.pages import Where
 from ranker.periods import Period
 from ranker.placements import ARCHIVE_TTL_S, resolve_period, retained, slot_of
 
@@ -56,24 +59,31 @@ def in_redis(state: AppState, board: BoardDefinition, period: Period) -> bool:
     return any(p.id == period.id for p in retained(board, state.ranking.now()))
 
 
-async def period_key(state: AppState, board: BoardDefinition, period: Period) -> str:
-    """The sorted set holding ``period``: its live key while Redis retains it, else a copy
-    reloaded from PostgreSQL (kept while it is read: EXPIRE both renews it and says whether
-    it is there)."""
+async def period_key(state: AppState, board: BoardDefinition, period: Period) -> Where:
+    """Where ``period`` is: its live key while Redis retains it, else a copy reloaded from
+    PostgreSQL (kept while it is read: EXPIRE both renews it and says whether it is there); on
+    a sharded board, those of every shard (``ranker.fanout``)."""
     slot = slot_of(board, period.id)
+    shards = state.ranking.shards
     if in_redis(state, board, period):
-        return state.ranking.keys.board(slot)
-    key = state.ranking.keys.archive(slot)
+        if not shards.sharded:
+            return state.ranking.keys.board(slot)
+        return [Part(keys, keys.board(slot)) for keys in shards.parts]
+    parts = [Part(keys, keys.archive(slot)) for keys in shards.parts]
     with translate_redis_errors():
-        present = await state.redis.expire(key, ARCHIVE_TTL_S)
-    if not present:
+        present = await asyncio.gather(
+            *(state.redis.expire(part.key, ARCHIVE_TTL_S) for part in parts)
+        )
+    for shard, (part, there) in enumerate(zip(parts, present, strict=True)):
+        if there:
+            continue
         if state.archive is None:
             raise Unavailable(
                 f"period {period.id} of board {board.id} is only in PostgreSQL, which this "
                 "process does not read"
             )
-        await state.archive.load(board.id, period.id, key)
-    return key
+        await state.archive.load(board.id, period.id, part.key, part.keys, shard)
+    return parts[0].key if len(parts) == 1 else parts
 
 
 async def top_page(

@@ -31,7 +31,10 @@ from ranker.api.inputs import (
 from ranker.api.problems import JSON
 from ranker.api.state import AppState, state_of
 from ranker.connections import translate_redis_errors
-from ranker.errors import InvalidInput, NotFound, Unavailable
+from ranker.definitions import BoardDefinition
+from ranker.entries import to_int
+from ranker.errors import InvalidInput, NotFound, NotReady, Unavailable
+from ranker.fanout import Part
 from ranker.models import SESSION_ID_PATTERN, FieldError
 from ranker.moderation import BANNED, PlayerRecords, StoredSession, VoidedSession, is_pending
 from ranker.placements import period_of, slot_of
@@ -48,7 +51,6 @@ from ranker.player_models import (
     PlayerProfile,
     VoidedSessionOut,
 )
-from ranker.ranking import to_int
 
 #: Voided sessions an admin's view of a player lists.
 VOIDED_LISTED = 100
@@ -189,17 +191,51 @@ async def _stored_session(
         raise NotFound(f"there is no session {session_id!r}")
     stored = await records.session(session_id)
     if stored is None:
+        # The session's board shard is not known from its id: each is asked (one round trip).
+        parts = state.ranking.shards.parts
         with translate_redis_errors():
-            async with state.redis.pipeline(transaction=False) as pipe:  # one round trip
-                pipe.exists(state.ranking.keys.seen(session_id))
-                pipe.xrevrange(state.ranking.keys.events, count=1)
-                accepted, last = await pipe.execute()
-        if accepted and last:
-            await records.wait_persisted(last[0][0].decode(), state.settings.moderation_wait_s)
-            stored = await records.session(session_id)
+            async with state.redis.pipeline(transaction=False) as pipe:
+                for keys in parts:
+                    pipe.exists(keys.seen(session_id))
+                    pipe.xrevrange(keys.events, count=1)
+                replies = await pipe.execute()
+        for accepted, last in zip(replies[::2], replies[1::2], strict=True):
+            if accepted and last:
+                user_id = int(last[0][1][b"u"]) if b"u" in last[0][1] else None
+                await records.wait_persisted(
+                    last[0][0].decode(), state.settings.moderation_wait_s, user_id
+                )
+                stored = await records.session(session_id)
+                break
     if stored is None:
         raise NotFound(f"there is no session {session_id!r}")
     return stored
+
+
+async def _standing(
+    state: AppState, board: BoardDefinition, period_id: str, user_id: int
+) -> tuple[int, int, int] | None:
+    """A player's score, the board's size and the player's rank in one period (``None``: not
+    on it, or the boards are not loaded)."""
+    slot = slot_of(board, period_id)
+    shards = state.ranking.shards
+    if shards.sharded:
+        parts = [Part(keys, keys.board(slot)) for keys in shards.parts]
+        shard = shards.parts.index(shards.of(user_id))
+        try:
+            point = await state.pages.fanout.point(parts, board.order, user_id, shard)
+        except NotReady:
+            return None
+        return None if point is None else (point.score, point.members, point.rank)
+    keys = shards.base
+    ready, members, score, rank, _ = await state.pages.reads.run(
+        state.pages.scripts.board_player,
+        [keys.marker, keys.board(slot), keys.names],
+        [board.order, user_id],
+    )
+    if not ready or score is None:
+        return None
+    return to_int(score), int(members), int(rank)
 
 
 def _voided(session_id: str, stored: StoredSession | VoidedSession) -> VoidedSessionOut | None:
@@ -239,15 +275,11 @@ async def _profile(state: AppState, user_id: int, admin: bool) -> PlayerProfile:
     snapshot = await state.ranking.catalog.snapshot()
     now = state.ranking.now()
     listed = [r for r in snapshot.listed() if r.state == "live"]
-    keys = state.ranking.keys
-    scripts = state.pages.scripts
+    shards = state.ranking.shards
+    keys = shards.of(user_id)  # the player's names and state are in the player's shard
     periods = [period_of(record.definition, now).id for record in listed]
     reads = [
-        state.pages.reads.run(
-            scripts.board_player,
-            [keys.marker, keys.board(slot_of(record.definition, period_id)), keys.names],
-            [record.definition.order, user_id],
-        )
+        _standing(state, record.definition, period_id, user_id)
         for record, period_id in zip(listed, periods, strict=True)
     ]
 
@@ -261,14 +293,12 @@ async def _profile(state: AppState, user_id: int, admin: bool) -> PlayerProfile:
         # The board reads go out as one batch (ranker.coalesce), beside the two hashes' reads.
         (name, moderated), *standings = await asyncio.gather(name_and_state(), *reads)
     boards = {}
-    for record, period, (ready, members, score, rank, _) in zip(
-        listed, periods, standings, strict=True
-    ):
-        if ready and score is not None:
-            count, place = int(members), int(rank)
+    for record, period, standing in zip(listed, periods, standings, strict=True):
+        if standing is not None:
+            score, count, place = standing
             boards[record.definition.id] = PlayerBoard(
                 period=period,
-                score=to_int(score),
+                score=score,
                 rank=place,
                 members=count,
                 percentile=round(100 * (count - place) / count, 2),

@@ -19,9 +19,9 @@ from limits import RateLimitItem, parse_many
 
 from ranker.connections import Client, translate_redis_errors
 from ranker.errors import TooManyRequests
-from ranker.keys import Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import home
 
 #: The prefix of a caller counted by its address (a public read without a key).
 ADDRESS = "address:"
@@ -51,7 +51,7 @@ class RateLimits:
     """The write and read budgets of one namespace."""
 
     def __init__(self, redis: Client, settings: Settings) -> None:
-        self._keys = Keys(settings.namespace)
+        self._keys = home(settings.namespace, settings.board_shards)
         # Registering makes no round trip; the script is loaded on its first use.
         self._script = Scripts.register(redis).rate_limit
         self._budgets: dict[str, tuple[RateLimitItem, ...]] = {

@@ -14,6 +14,7 @@ from ranker.api.auth import KeyRing
 from ranker.api.live import Hub
 from ranker.api.ratelimit import RateLimits
 from ranker.connections import Client
+from ranker.keys import Keys
 from ranker.memory import RedisMemory
 from ranker.models import Limits
 from ranker.moderation import Moderation, PlayerRecords
@@ -39,9 +40,12 @@ class ArchivedPeriods(Protocol):
     """Past periods that left Redis with their retention, read back from PostgreSQL
     (``persistence.archive``, handed in by ``ranker.cli``: the API does not import it)."""
 
-    async def load(self, board: str, period: str, key: str) -> None:
+    async def load(
+        self, board: str, period: str, key: str, keys: Keys | None = None, shard: int = 0
+    ) -> None:
         """Fill the sorted set ``key`` with the period's scores, for ``ARCHIVE_TTL_S``
-        (nothing when the period holds none)."""
+        (nothing when the period holds none); of a board shard's players only (``keys``:
+        the shard's, ``shard``: its index)."""
         ...
 
     async def periods(self, board: str, before: str | None, limit: int) -> list[tuple[str, int]]:

@@ -48,10 +48,10 @@ from ranker.cli.serve import NO_WORKER_ENV
 from ranker.connections import Client, background_redis
 from ranker.definitions import read_boards
 from ranker.errors import ConfigurationError, DatabaseError, RankerError, RedisUnavailable
-from ranker.keys import Keys
 from ranker.metrics import MULTIPROC_ENV
 from ranker.models import Limits
 from ranker.settings import Settings
+from ranker.shards import home, shards_of
 
 log = logging.getLogger("ranker.cli")
 #: How long the start-up check of the namespace's binding waits for PostgreSQL.
@@ -264,12 +264,14 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         async with _connections(settings) as (redis, pool):
-            keys = Keys(settings.namespace)
+            keys = home(settings.namespace, settings.board_shards)
             # Boards bound to another database are compared with the wrong one: one line, 1.
             bound, mine = await bound_to(redis, keys), await pool_identity(pool)
             if bound is not None and bound.id != mine.id:
                 raise BoundElsewhere(settings.namespace, bound, mine)
-            await wait_drained(redis, keys, args.wait_s)
+            await wait_drained(
+                redis, shards_of(settings.namespace, settings.board_shards), args.wait_s
+            )
             verifier = Verifier(settings, redis, pool)
             report = await verifier.run()
             drift = await verifier.deep() if args.deep else []

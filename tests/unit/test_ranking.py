@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ranker.entries import ranked
 from ranker.errors import BacklogFull, NotFound, NotReady, RedisMemoryFull, SessionConflict
 from ranker.idempotency import IdempotencyRecord
 from ranker.keys import Keys
 from ranker.memory import MemoryReading, RedisMemory
 from ranker.models import SubmitRequest, entries_json
-from ranker.ranking import Ranking, ranked
+from ranker.ranking import Ranking
 from ranker.settings import Settings
 
 SETTINGS = Settings(

@@ -27,7 +27,14 @@ def test_the_names_helper_is_written_once_and_included_by_every_read_of_a_page()
         name for name in scripts.NAMES if "local function names_of" in scripts.source(name)
     }
 
-    assert including == {"top", "around", "board_top", "board_around", "board_lookup"}
+    assert including == {
+        "top",
+        "around",
+        "board_top",
+        "board_around",
+        "board_lookup",
+        "shard_page",
+    }
     for path in (scripts.resources.files("ranker") / "lua").iterdir():
         if path.name.endswith(".lua"):
             assert "local function names_of" not in path.read_text(), path.name
