@@ -19,10 +19,12 @@ from persistence.worker import Worker
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.settings import Settings
+from ranker.shards import shard_of
 from tests.fixtures.ranker import ADMIN_KEY, auth_headers, seeded_random
 
-#: The core tests run on the single server and on the local Redis Cluster.
-pytestmark = pytest.mark.cluster
+#: The core tests run on the single server and on the local Redis Cluster, and these on the
+#: cluster with sharded boards too (pages, windows and lookups merged over the shards).
+pytestmark = [pytest.mark.cluster, pytest.mark.sharded]
 
 ADMIN = auth_headers(ADMIN_KEY)
 PLAYERS = 2_500
@@ -55,10 +57,13 @@ def rows(entries: list[dict[str, Any]]) -> list[Row]:
     return [Row(e["user_id"], e["score"], e["rank"]) for e in entries]
 
 
-def board_order(scores: dict[int, int], order: str) -> list[int]:
-    """The players in board order: by score, ties in Redis's member order (the member text,
-    descending on a desc board as ZREVRANGE gives them, ascending on an asc one)."""
-    return sorted(scores, key=lambda u: (scores[u], str(u)), reverse=order == "desc")
+def board_order(scores: dict[int, int], order: str, shards: int) -> list[int]:
+    """The players in board order: by score, ties by board shard (docs/design.md, "Sharded
+    boards") and then in Redis's member order (the member text, descending on a desc board as
+    ZREVRANGE gives them, ascending on an asc one)."""
+    by_member = sorted(scores, key=str, reverse=order == "desc")
+    by_shard = sorted(by_member, key=lambda u: shard_of(u, shards))
+    return sorted(by_shard, key=lambda u: scores[u], reverse=order == "desc")
 
 
 def mode_of(user: int) -> str:
@@ -140,7 +145,7 @@ async def player(client: httpx.AsyncClient, board: str, user: int) -> dict[str, 
 
 
 async def test_a_walk_of_the_pages_gives_every_member_once_in_board_order_with_sql_ranks(
-    boards: httpx.AsyncClient, pool: AsyncConnectionPool
+    boards: httpx.AsyncClient, pool: AsyncConnectionPool, settings: Settings
 ) -> None:
     client = boards
 
@@ -154,7 +159,7 @@ async def test_a_walk_of_the_pages_gives_every_member_once_in_board_order_with_s
         assert len(walked) == PLAYERS, board
         assert len({row.user_id for row in walked}) == PLAYERS, f"{board}: a member twice"
         assert [row.user_id for row in walked] == board_order(
-            {user: score for user, (score, _) in expected.items()}, order
+            {user: score for user, (score, _) in expected.items()}, order, settings.board_shards
         ), board
         assert {row.user_id: (row.score, row.rank) for row in walked} == expected, board
         # Many ties, across page boundaries too: the walk is not trivially ranked 1..n.

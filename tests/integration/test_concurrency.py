@@ -11,12 +11,12 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from persistence.verify import wait_drained
-from ranker.keys import Keys
 from ranker.settings import Settings
+from ranker.shards import shards_of
 from tests.fixtures.ranker import Processes, auth_headers
 
 #: The core tests run on the single server and on the local Redis Cluster.
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.sharded]
 
 SUBMISSIONS = 2_000
 CONNECTIONS = 32
@@ -42,14 +42,15 @@ async def test_concurrent_submissions_for_one_player_are_all_counted(
     settings: Settings,
 ) -> None:
     url, _ = await processes.serve()  # API and worker in one process, as deployed
-    keys = Keys(settings.namespace)
+    shards = shards_of(settings.namespace, settings.board_shards)
+    keys = shards.of(PLAYER)
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(url, connector=connector, headers=auth_headers()) as http:
         async with http.post(
             "/api/leaderboard/submit", json={"user_id": PLAYER, "score": 500}
         ) as r:
             assert r.status == 200, await r.text()
-        await wait_drained(redis, keys, 30)
+        await wait_drained(redis, shards, 30)
         redis_before = int(float(await redis.zscore(keys.board("global"), PLAYER) or 0))
         sql_before = await sql_state(pool)
 
@@ -69,7 +70,7 @@ async def test_concurrent_submissions_for_one_player_are_all_counted(
     team = int(float(await redis.zscore(keys.board("mode:team"), PLAYER) or 0))
     assert redis_after - redis_before == SUBMISSIONS
     assert team == SUBMISSIONS
-    await wait_drained(redis, keys, 60)
+    await wait_drained(redis, shards, 60)
     total, rows = await sql_state(pool)
     assert total - sql_before[0] == SUBMISSIONS
     assert rows - sql_before[1] == SUBMISSIONS

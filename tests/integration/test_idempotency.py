@@ -15,6 +15,7 @@ from persistence.worker import Worker
 from ranker.api.app import create_app
 from ranker.keys import Keys
 from ranker.settings import Settings
+from ranker.shards import shards_of
 from tests.fixtures.ranker import Processes, auth_headers, snapshot, wait_for
 
 #: The core tests run on the single server and on the local Redis Cluster.
@@ -33,6 +34,7 @@ async def session_rows(pool: AsyncConnectionPool, session_id: str) -> int:
         return int(row[0])
 
 
+@pytest.mark.sharded  # the key is on the player's board shard
 async def test_retry_inside_the_window_counts_once_and_after_it_counts_again(
     make_settings: Callable[..., Settings],
     redis: Redis,
@@ -42,7 +44,7 @@ async def test_retry_inside_the_window_counts_once_and_after_it_counts_again(
     loaded: None,
 ) -> None:
     settings = make_settings(idempotency_ttl_s=1)
-    seen = Keys(settings.namespace).seen("match-7")
+    seen = shards_of(settings.namespace, settings.board_shards).of(7).seen("match-7")
     app = create_app(settings)
     body = {"user_id": 7, "score": 40, "session_id": "match-7"}
     async with app.router.lifespan_context(app):

@@ -16,13 +16,15 @@ from redis.asyncio import Redis
 
 from persistence import repository
 from persistence.rebuild import Rebuild
-from persistence.worker import Worker
 from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.settings import Settings
+from ranker.shards import shards_of
+from tests.fixtures.ranker import drain_all
 
-#: The core tests run on the single server and on the local Redis Cluster.
-pytestmark = pytest.mark.cluster
+#: The core tests run on the single server and on the local Redis Cluster, and these on the
+#: cluster with sharded boards too.
+pytestmark = [pytest.mark.cluster, pytest.mark.sharded]
 
 # Few players and few distinct scores: most boards are full of ties.
 submissions = st.lists(
@@ -52,7 +54,7 @@ async def test_rank_and_top_agree_with_sql_rank_on_boards_with_ties(
     ranking = Ranking(redis, settings)
     for user_id, score, mode in sessions:
         await ranking.submit(SubmitRequest(user_id=user_id, score=score, game_mode=mode))
-    await Worker(settings, redis, pool).drain()
+    await drain_all(settings, redis, pool)
 
     for board, mode in [("global", None), ("mode-solo", "solo"), ("mode-team", "team")]:
         async with pool.connection() as conn:
@@ -65,6 +67,7 @@ async def test_rank_and_top_agree_with_sql_rank_on_boards_with_ties(
             ((rank, total) for total, rank in expected.values()), key=lambda rt: rt[0]
         )
         assert all(expected[e.user_id] == (e.total_score, e.rank) for e in top)
-    await redis.delete(
-        *[key async for key in redis.scan_iter(f"ranker:{{{settings.namespace}}}:*")]
-    )
+    for keys in shards_of(settings.namespace, settings.board_shards).parts:
+        tag = keys.tag or keys.namespace
+        if found := [key async for key in redis.scan_iter(f"ranker:{{{tag}}}:*")]:
+            await redis.delete(*found)

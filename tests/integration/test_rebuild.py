@@ -29,6 +29,7 @@ from ranker.models import SubmitRequest
 from ranker.ranking import Ranking
 from ranker.scripts import Scripts
 from ranker.settings import Settings
+from ranker.shards import shards_of
 from tests.fixtures.ranker import (
     DEFINED_FIVE,
     FIVE_BOARDS,
@@ -126,6 +127,7 @@ async def test_service_restarted_on_an_empty_redis_is_not_ready_until_rebuilt(
     assert compared > 1_500
 
 
+@pytest.mark.sharded  # each board shard rebuilt in turn, while the flow goes on
 async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_twice(
     settings: Settings,
     processes: Processes,
@@ -165,7 +167,7 @@ async def test_rebuilds_during_a_flow_of_submissions_lose_none_and_count_none_tw
         flows = asyncio.gather(*(flow(session, i) for i in range(32)))
         rebuilt, _ = await asyncio.gather(rebuilds(), flows)
 
-    await wait_drained(redis, Keys(settings.namespace), 60)
+    await wait_drained(redis, shards_of(settings.namespace, settings.board_shards), 60)
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT event_id::text FROM game_sessions WHERE session_id NOT LIKE 'seed-%%'"

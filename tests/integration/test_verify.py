@@ -10,10 +10,16 @@ from redis.asyncio import Redis
 from persistence.worker import Worker
 from ranker.keys import Keys
 from ranker.settings import Settings
+from ranker.shards import shards_of
 from tests.fixtures.ranker import Processes
 
-#: The core tests run on the single server and on the local Redis Cluster.
-pytestmark = pytest.mark.cluster
+#: The core tests run on the single server and on the local Redis Cluster, and on the cluster
+#: with sharded boards (each player's entries on the player's shard).
+pytestmark = [pytest.mark.cluster, pytest.mark.sharded]
+
+
+def keys_of(settings: Settings, user_id: int) -> Keys:
+    return shards_of(settings.namespace, settings.board_shards).of(user_id)
 
 
 async def fill(client: httpx.AsyncClient, worker: Worker) -> None:
@@ -43,7 +49,7 @@ async def test_verify_fails_and_prints_a_score_planted_in_redis(
     settings: Settings,
 ) -> None:
     await fill(client, worker)
-    await redis.zincrby(Keys(settings.namespace).board("mode:team"), 5, "4")
+    await redis.zincrby(keys_of(settings, 4).board("mode:team"), 5, "4")
 
     result = processes.run("verify")
 
@@ -61,7 +67,7 @@ async def test_verify_fails_on_a_member_missing_from_redis_or_sql(
     pool: AsyncConnectionPool,
 ) -> None:
     await fill(client, worker)
-    await redis.zrem(Keys(settings.namespace).board("global"), "3")
+    await redis.zrem(keys_of(settings, 3).board("global"), "3")
     async with pool.connection() as conn:
         await conn.execute("DELETE FROM board_scores WHERE board = 'mode-solo' AND user_id = 5")
 
@@ -86,7 +92,7 @@ async def test_verify_deep_finds_a_total_that_disagrees_with_its_sessions(
         await conn.execute(
             "UPDATE board_scores SET score = score + 1 WHERE board = 'global' AND user_id = 2"
         )
-    await redis.zincrby(Keys(settings.namespace).board("global"), 1, "2")
+    await redis.zincrby(keys_of(settings, 2).board("global"), 1, "2")
 
     shallow = processes.run("verify")
     deep = processes.run("verify", "--deep")
