@@ -137,6 +137,15 @@ class Fanout:
         replies = await self._all([self._counts(part, order, "", scores) for part in parts])
         return [sum(int(reply[5 + 2 * i]) for reply in replies) for i in range(len(scores))]
 
+    async def ahead_if_loaded(
+        self, parts: Sequence[Part], order: str, scores: Sequence[int]
+    ) -> list[int] | None:
+        """``ahead``, or ``None`` while a shard is not loaded (a rebuild is due or under way)."""
+        try:
+            return await self.ahead(parts, order, scores)
+        except NotReady:
+            return None
+
     async def top(
         self, parts: Sequence[Part], order: str, offsets: Sequence[int], length: int
     ) -> Run:

@@ -216,7 +216,7 @@ class Ranking:
                 self.settings.retry_after_s,
             )
         if ready and self.shards.sharded:
-            standings = await self._ranked_over_shards(placements, standings, own)
+            standings, ready = await self._ranked_over_shards(placements, standings, own)
         counted = counted_on(placements, standings, ready)
         total = counted[GLOBAL]  # every session counts on the global board
         return SubmitResponse(
@@ -237,21 +237,24 @@ class Ranking:
 
     async def _ranked_over_shards(
         self, placements: Sequence[Placement], standings: list[Any], own: Keys
-    ) -> list[Any]:
+    ) -> tuple[list[Any], bool]:
         """The standings of ``submit.lua`` (ranks in the player's shard) with the members the
-        other shards hold ahead of each score added (one batch of reads)."""
-        others = [keys for keys in self.shards.parts if keys != own]
+        other shards hold ahead of each score added (one batch of reads), and whether every
+        shard is loaded (while one is rebuilt, the ranks are unknown, as on one shard)."""
+        others = self.shards.others(own)
         reads, where = [], []
         for i, placement in enumerate(placements):
             score = standings[2 * i]
             if score is not None:
                 parts = [Part(keys, keys.board(placement.slot)) for keys in others]
-                reads.append(self.fanout.ahead(parts, placement.order, [to_int(score)]))
+                reads.append(self.fanout.ahead_if_loaded(parts, placement.order, [to_int(score)]))
                 where.append(i)
         ranked = list(standings)
-        for i, (ahead,) in zip(where, await asyncio.gather(*reads), strict=True):
-            ranked[2 * i + 1] = int(ranked[2 * i + 1]) + ahead
-        return ranked
+        for i, ahead in zip(where, await asyncio.gather(*reads), strict=True):
+            if ahead is None:
+                return ranked, False
+            ranked[2 * i + 1] = int(ranked[2 * i + 1]) + ahead[0]
+        return ranked, True
 
     def _parts(self, mode: str | None) -> list[Part]:
         slot = boards.of_mode(mode)

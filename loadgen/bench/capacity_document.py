@@ -76,9 +76,8 @@ def _settings(steps: Sequence[m.Step], f: m.Figures) -> list[str]:
         "Replica reads and board shards come with the cluster client (`redis+cluster://`); the "
         "model counts a submission's keys (its idempotency key, the player's members, its "
         "stream entry) on its player's shard, and the namespace's other keys (names among "
-        'them) on one primary. `RANKER_BOARD_SHARDS` is not built yet (README, "Running on a '
-        "Redis Cluster\"): until it is, a namespace's boards live on one primary, which is "
-        "enough up to the step that sets it.",
+        "them) on one primary: the larger figure, since names and moderation states now live "
+        'on each player\'s shard too (docs/design.md, "Sharded boards").',
         "",
     ]
     for step in steps:
@@ -104,15 +103,13 @@ def _limits(steps: Sequence[m.Step], f: m.Figures, r: Mapping[str, Any]) -> list
     return [
         "## The limits that remain",
         "",
-        "1. **One namespace's other keys stay on one primary.** Board shards spread the members, "
-        "the idempotency keys and the streams; the names hash, the definitions, the marker, "
-        "moderation, the rate-limit budgets and the pages version share the namespace's hash "
-        f"tag. At {where} the names alone are {t.num(redis.gb['names'])} GB on that primary (the "
-        "model's largest). Every accepted submission bumps the namespace's pages version "
-        "inside submit.lua today; a script runs in one slot, so a submission on its player's "
-        "shard cannot bump it in the same call, and at "
-        f"{t.num(load.peak_writes_per_s, 0)} submissions/s that one key, wherever it lives, "
-        "is one primary's work.",
+        "1. **Shard 0 keeps what is not a player's.** Board shards spread the members, the "
+        "idempotency keys, the streams, the names and the moderation states (each shard has "
+        "its own marker and pages version); the definitions and the rate-limit budgets stay on "
+        "shard 0, and a submission on another shard charges its caller's budgets there in a "
+        f"round trip of its own: at {t.num(load.peak_writes_per_s, 0)} submissions/s that is "
+        "one primary's small scripts at the peak. The model still counts the names on one "
+        f"primary ({t.num(redis.gb['names'])} GB at {where}, its largest): an upper bound.",
         "2. **A read reaches every shard.** A rank is 1 + the sum of the shards' counts ahead "
         f"(a call per shard), a top page merges each shard's top {TOP_LIMIT} in the API, around "
         "needs the rank first. Shards add memory and write capacity, not read capacity: each "
