@@ -27,7 +27,9 @@ from ranker.connections import translate_redis_errors
 from ranker.entries import to_int
 from ranker.errors import NotReady
 from ranker.keys import Keys
+from ranker.placements import Placement
 from ranker.scripts import Scripts
+from ranker.shards import Shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,32 @@ class Fanout:
             return await self.ahead(parts, order, scores)
         except NotReady:
             return None
+
+    async def submitted(
+        self,
+        shards: Shards,
+        own: Keys,
+        placements: Sequence[Placement],
+        standings: Sequence[Any],
+    ) -> tuple[list[Any], bool]:
+        """``submit.lua``'s standings (score, rank pairs: ranks in the player's shard ``own``)
+        with the members the other shards hold ahead of each score added (one batch of reads),
+        and whether every shard is loaded (while one is rebuilt the ranks are unknown, as on
+        one shard)."""
+        others = shards.others(own)
+        reads, where = [], []
+        for i, placement in enumerate(placements):
+            score = standings[2 * i]
+            if score is not None:
+                parts = [Part(keys, keys.board(placement.slot)) for keys in others]
+                reads.append(self.ahead_if_loaded(parts, placement.order, [to_int(score)]))
+                where.append(i)
+        ranked = list(standings)
+        for i, ahead in zip(where, await asyncio.gather(*reads), strict=True):
+            if ahead is None:
+                return ranked, False
+            ranked[2 * i + 1] = int(ranked[2 * i + 1]) + ahead[0]
+        return ranked, True
 
     async def top(
         self, parts: Sequence[Part], order: str, offsets: Sequence[int], length: int

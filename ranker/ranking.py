@@ -6,7 +6,6 @@ nothing scans a board on the request path.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 import uuid
@@ -33,7 +32,6 @@ from ranker.errors import (
 )
 from ranker.fanout import Fanout, Part
 from ranker.idempotency import IdempotencyRecord
-from ranker.keys import Keys
 from ranker.memory import RedisMemory
 from ranker.models import (
     Entry,
@@ -43,7 +41,7 @@ from ranker.models import (
     entries_json,
 )
 from ranker.page_cache import PageCache
-from ranker.placements import Placement, place, tokens_text
+from ranker.placements import place, tokens_text
 from ranker.scripts import Scripts
 from ranker.settings import Settings
 from ranker.shards import home, shards_of
@@ -216,7 +214,7 @@ class Ranking:
                 self.settings.retry_after_s,
             )
         if ready and self.shards.sharded:
-            standings, ready = await self._ranked_over_shards(placements, standings, own)
+            standings, ready = await self.fanout.submitted(self.shards, own, placements, standings)
         counted = counted_on(placements, standings, ready)
         total = counted[GLOBAL]  # every session counts on the global board
         return SubmitResponse(
@@ -234,27 +232,6 @@ class Ranking:
             refused = await self.scripts.rate_limit(list(charge.keys), [charge.spec])
         if refused:
             raise charge.refused(int(refused[0]), int(refused[1]))
-
-    async def _ranked_over_shards(
-        self, placements: Sequence[Placement], standings: list[Any], own: Keys
-    ) -> tuple[list[Any], bool]:
-        """The standings of ``submit.lua`` (ranks in the player's shard) with the members the
-        other shards hold ahead of each score added (one batch of reads), and whether every
-        shard is loaded (while one is rebuilt, the ranks are unknown, as on one shard)."""
-        others = self.shards.others(own)
-        reads, where = [], []
-        for i, placement in enumerate(placements):
-            score = standings[2 * i]
-            if score is not None:
-                parts = [Part(keys, keys.board(placement.slot)) for keys in others]
-                reads.append(self.fanout.ahead_if_loaded(parts, placement.order, [to_int(score)]))
-                where.append(i)
-        ranked = list(standings)
-        for i, ahead in zip(where, await asyncio.gather(*reads), strict=True):
-            if ahead is None:
-                return ranked, False
-            ranked[2 * i + 1] = int(ranked[2 * i + 1]) + ahead[0]
-        return ranked, True
 
     def _parts(self, mode: str | None) -> list[Part]:
         slot = boards.of_mode(mode)
@@ -363,25 +340,33 @@ class Ranking:
         return ranked(flat, run.first_rank, run.position, names)
 
     async def members(self, names: Sequence[str]) -> list[int]:
-        """How many players each of the boards ``names`` holds, in one round trip."""
+        """How many players each of the boards ``names`` holds (over every shard), in one round
+        trip."""
+        parts = self.shards.parts
         with translate_redis_errors():
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(self.keys.marker)
-                for name in names:
-                    pipe.zcard(self.keys.board(name))
-                ready, *counts = await pipe.execute()
-        self._check_ready(ready)
-        return [int(count) for count in counts]
+                for keys in parts:
+                    pipe.exists(keys.marker)
+                    for name in names:
+                        pipe.zcard(keys.board(name))
+                replies = await pipe.execute()
+        step = len(names) + 1
+        self._check_ready(all(replies[i * step] for i in range(len(parts))))
+        return [
+            sum(int(replies[i * step + 1 + n]) for i in range(len(parts)))
+            for n in range(len(names))
+        ]
 
     async def ready(self) -> bool:
-        """Whether the namespace's boards are loaded (its marker exists)."""
+        """Whether the namespace's boards are loaded (the marker of every shard exists)."""
         with translate_redis_errors():
-            return bool(await self.redis.exists(self.keys.marker))
+            return all([await self.redis.exists(keys.marker) for keys in self.shards.parts])
 
     async def backlog(self) -> int:
-        """Stream entries not yet deleted: accepted submissions not yet known to be persisted."""
+        """Stream entries not yet deleted: accepted submissions not yet known to be persisted
+        (in every shard's stream)."""
         with translate_redis_errors():
-            return int(await self.redis.xlen(self.keys.events))
+            return sum([int(await self.redis.xlen(keys.events)) for keys in self.shards.parts])
 
     def _check_ready(self, ready: int) -> None:
         if not ready:

@@ -17,6 +17,7 @@ from ranker.errors import InvalidInput, NotFound, NotReady
 from ranker.fanout import Part
 from ranker.models import BoardEntry
 from ranker.pages import Pages, encode_cursor
+from ranker.placements import Placement
 from ranker.settings import Settings
 from ranker.shards import Shards, shard_of, shard_tag
 
@@ -56,6 +57,7 @@ def pages(redis: fakeredis.FakeAsyncRedis) -> Pages:
 async def load(redis: fakeredis.FakeAsyncRedis, board: dict[int, int]) -> None:
     for part in PARTS:
         await redis.delete(part.key)
+        await redis.set(part.keys.marker, "loaded")  # an example may have removed one
     for user, score in board.items():
         await redis.zadd(PARTS[shard_of(user, SHARDS)].key, {str(user): score})
 
@@ -177,3 +179,34 @@ async def test_a_shard_not_loaded_makes_every_read_wait(
         await pages.top(PARTS, BOARD, PERIOD, "desc", 2, None)
     with pytest.raises(NotReady):
         await pages.player(PARTS, BOARD, PERIOD, "desc", 1)
+
+
+@examples
+@given(board=boards, order=st.sampled_from(ORDERS), data=st.data())
+async def test_a_submission_s_rank_adds_the_other_shards_ahead_of_it(
+    redis: fakeredis.FakeAsyncRedis,
+    pages: Pages,
+    board: dict[int, int],
+    order: Order,
+    data: st.DataObject,
+) -> None:
+    await load(redis, board)
+    if not board:
+        return
+    user = data.draw(st.sampled_from(sorted(board)))
+    shards = Shards("unit", SHARDS)
+    own = shards.of(user)
+    score = board[user]
+    mine = [s for u, s in board.items() if shards.of(u) == own]
+    in_shard = 1 + sum(1 for s in mine if (s > score if order == "desc" else s < score))
+    placement = Placement(BOARD, PERIOD, "h" if order == "desc" else "l", order, 0)
+
+    standings, loaded = await pages.fanout.submitted(
+        shards, own, [placement], [str(score).encode(), in_shard]
+    )
+
+    expected = next(e.rank for e in reference(board, order) if e.user_id == user)
+    assert loaded
+    assert standings == [str(score).encode(), expected]
+    await redis.delete(PARTS[(shard_of(user, SHARDS) + 1) % SHARDS].keys.marker)
+    assert (await pages.fanout.submitted(shards, own, [placement], [b"1", 1]))[1] is False
