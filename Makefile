@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run shell test test-unit test-integration test-slow fuzz hostile lint format bench bench-quick capacity soak up down clean
+.PHONY: run shell test test-unit test-integration test-slow fuzz hostile lint format bench bench-quick bench-shards capacity soak up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,13 +50,20 @@ hostile: $(STAMP)
 		$(BIN)/python -m pytest tests/integration/test_hostile.py -s
 
 ## bench: 1M players / 5M sessions on a fresh local stack; writes BENCHMARKS.md and benchmarks/
+##        (then bench-shards' reads over board shards)
 bench: $(STAMP)
 	$(BIN)/python -m loadgen.bench
+	$(BIN)/python -m loadgen.bench.shards
 
 ## capacity: Redis, PostgreSQL and API costs measured on a fresh local stack (a few minutes),
 ##           then the model to 100M players; writes benchmarks/capacity.json and CAPACITY.md
 capacity: $(STAMP)
 	$(BIN)/python -m loadgen.bench.capacity
+
+## bench-shards: rank, top and around with RANKER_BOARD_SHARDS=1 and 3 on a fresh local Redis
+##               Cluster (about a minute), checked alike; writes benchmarks/shards.json and .md
+bench-shards: $(STAMP)
+	$(BIN)/python -m loadgen.bench.shards
 
 ## soak: mix at 500 req/s for 10 minutes on a fresh stack, memory of every process sampled
 soak: $(STAMP)
