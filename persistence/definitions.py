@@ -15,13 +15,13 @@ from persistence import repository
 from persistence.database import translate_db_errors
 from persistence.player_restore import restore_bans
 from persistence.stream import accepted_seq
-from ranker.catalog import Record
+from ranker.catalog import Record, sync_definitions_version
 from ranker.connections import Client, translate_redis_errors
 from ranker.definitions import BoardDefinition, builtin_boards
 from ranker.keys import Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
-from ranker.shards import home
+from ranker.shards import home, shards_of
 
 log = logging.getLogger("ranker.definitions")
 
@@ -90,4 +90,6 @@ async def restore_definitions(
             [keys.definitions, keys.definitions_version, keys.pages_version],
             [uuid.uuid4().hex, *restore],
         )
+    # The other board shards check submissions against their copy of the version.
+    await sync_definitions_version(redis, shards_of(settings.namespace, settings.board_shards))
     return bool(restored)

@@ -55,7 +55,7 @@ from persistence.rebuild_report import RebuildBusy, RebuildReport
 from persistence.seen_restore import restore_seen
 from persistence.stream import generation_of, kind_of, parse_entry, trim_acknowledged
 from ranker import metrics, tracing
-from ranker.catalog import STOPPED, Catalog, sync_definitions_version
+from ranker.catalog import STOPPED, Catalog
 from ranker.connections import Client, translate_redis_errors
 from ranker.errors import RankerError
 from ranker.keys import Keys
@@ -118,7 +118,6 @@ class Rebuild:
         started = time.perf_counter()
         # And the bans of this shard's players.
         await restore_definitions(self.redis, self.settings, self.pool, self.keys, self._mine)
-        await sync_definitions_version(self.redis, self.shards)
         for attempt in range(1, ATTEMPTS + 1):
             generation = uuid.uuid4().hex
             self.targets = await self._targets()
