@@ -4,12 +4,10 @@ reference model of board order over shards: score, then shard, then member order
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import get_args
 
 import fakeredis
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ranker.definitions import Order
@@ -20,6 +18,7 @@ from ranker.pages import Pages, encode_cursor
 from ranker.placements import Placement
 from ranker.settings import Settings
 from ranker.shards import Shards, shard_of, shard_tag
+from tests.unit.test_pages import BOARD, ORDERS, PERIOD, examples, scores
 
 SHARDS = 3
 SETTINGS = Settings(
@@ -28,16 +27,11 @@ SETTINGS = Settings(
     namespace="unit",
     board_shards=SHARDS,
 )
-BOARD, PERIOD = "weekly-best", "2026-W49"
 SLOT = f"{BOARD}/{PERIOD}"
 PARTS = [Part(keys, keys.board(SLOT)) for keys in Shards("unit", SHARDS).parts]
-ORDERS: tuple[Order, ...] = get_args(Order)
-
-scores = st.sampled_from([-3, 0, 1, 2, 5, 8, 2**40])
+# The boards of test_pages (few scores, ids whose text sorts apart from their value), a little
+# larger: three shards of them.
 boards = st.dictionaries(st.integers(1, 120), scores, max_size=30)
-examples = hypothesis_settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 
 
 @pytest.fixture
