@@ -42,7 +42,7 @@ from ranker.errors import DatabaseError, RedisUnavailable
 from ranker.keys import WORKER_GROUP, Keys
 from ranker.scripts import Scripts
 from ranker.settings import Settings
-from ranker.shards import home
+from ranker.shards import home, shards_of
 
 log = logging.getLogger("ranker.worker")
 #: One line per committed batch (with RANKER_ACCESS_LOG), apart so that it can be silenced alone.
@@ -145,10 +145,13 @@ class Worker:
             await pause(stop, SAMPLE_INTERVAL_S)
 
     async def sample(self) -> None:
-        """Set the backlog and lag gauges (what ``/metrics`` tells operators of write-behind)."""
+        """Set the backlog and lag gauges (what ``/metrics`` tells operators of write-behind):
+        of the whole namespace, every board shard's stream (the backlog summed, the lag the
+        largest), whichever shard this worker persists."""
+        parts = shards_of(self.settings.namespace, self.settings.board_shards).parts
         with translate_redis_errors():
-            metrics.backlog.set(await unpersisted(self.redis, self.keys))
-            metrics.worker_lag.set(await lag_s(self.redis, self.keys))
+            metrics.backlog.set(sum([await unpersisted(self.redis, keys) for keys in parts]))
+            metrics.worker_lag.set(max([await lag_s(self.redis, keys) for keys in parts]))
 
     async def drain(self, idle_steps: int = 1) -> int:
         """Persist until a step finds nothing; returns the number of entries handled."""
