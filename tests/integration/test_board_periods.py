@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 from persistence.verify import Verifier
 from persistence.worker import Worker
 from ranker.settings import Settings
-from tests.fixtures.ranker import ADMIN_KEY, api_process, auth_headers
+from ranker.shards import shard_of
+from tests.fixtures.ranker import ADMIN_KEY, api_process, auth_headers, namespace_keys
 
 #: The core tests run on the single server and on the local Redis Cluster.
 pytestmark = pytest.mark.cluster
@@ -142,6 +143,7 @@ async def test_sessions_land_in_the_period_of_their_acceptance_across_every_boun
         ]
 
 
+@pytest.mark.sharded  # a copy per shard, each of its own players
 async def test_a_period_older_than_its_retention_answers_as_it_did_from_redis(
     settings: Settings, loaded: None, worker: Worker, redis: Redis
 ) -> None:
@@ -192,7 +194,7 @@ async def test_a_period_older_than_its_retention_answers_as_it_did_from_redis(
     assert live["player"]["rank"] == 3
     assert [p["id"] for p in periods["periods"]] == ["2026-12-10"]
     assert periods["periods"][0]["members"] == 5
-    keys = [
-        key async for key in redis.scan_iter(match=f"ranker:{{{settings.namespace}}}:archive:*")
-    ]
-    assert len(keys) == 1
+    keys = await namespace_keys(redis, settings, "archive:*")
+    # One copy per board shard holding players of the period (one without shards).
+    players = range(1, 6)  # the five who played on 10 December
+    assert len(keys) == len({shard_of(user, settings.board_shards) for user in players})

@@ -30,9 +30,8 @@ from redis.asyncio import Redis
 
 from persistence.moderation import complete_pending
 from persistence.verify import Verifier, wait_drained
-from persistence.worker import Worker
-from ranker.keys import Keys
 from ranker.settings import Settings
+from ranker.shards import shards_of
 from tests.fixtures.ranker import (
     ADMIN_KEY,
     READ_KEY,
@@ -40,14 +39,17 @@ from tests.fixtures.ranker import (
     Processes,
     api_process,
     auth_headers,
+    drain_all,
+    namespace_keys,
     seeded_random,
     snapshot,
     wait_for,
     worker_running,
 )
 
-#: The core tests run on the single server and on the local Redis Cluster.
-pytestmark = pytest.mark.cluster
+#: The core tests run on the single server and on the local Redis Cluster, and on the cluster
+#: with sharded boards (each player's state and sessions on the player's shard).
+pytestmark = [pytest.mark.cluster, pytest.mark.sharded]
 
 ADMIN = auth_headers(ADMIN_KEY)
 #: How the audit log and the voided sessions name the admin key: a prefix of its digest.
@@ -171,8 +173,8 @@ async def reference(pool: AsyncConnectionPool, board: Board) -> dict[str, dict[i
 
 async def settle(settings: Settings, redis: Redis, pool: AsyncConnectionPool) -> None:
     """Everything accepted so far persisted (a worker runs)."""
-    await wait_drained(redis, Keys(settings.namespace), 30)
-    await Worker(settings, redis, pool).drain()
+    await wait_drained(redis, shards_of(settings.namespace, settings.board_shards), 30)
+    await drain_all(settings, redis, pool)
 
 
 async def check_boards(
@@ -281,8 +283,7 @@ async def test_a_ban_under_load_removes_the_player_everywhere_and_loses_nothing(
         archived = time.strftime("%Y-%m-%d", time.gmtime(clock() / 1000 - 5 * 86_400))
         # This read loads a copy of the archived period into Redis: the ban must drop it too.
         assert BANNED in await top(http, "m-daily-best", archived)
-        pattern = f"ranker:{{{settings.namespace}}}:archive:*"
-        assert [key async for key in redis.scan_iter(match=pattern)]
+        assert await namespace_keys(redis, settings, "archive:*")
         ban, load = await ban_under_load(http, rng)
         await settle(settings, redis, pool)
 

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from persistence.rebuild import Rebuild
 from persistence.worker import Worker
 from ranker.settings import Settings
-from tests.fixtures.ranker import READ_KEY, auth_headers, snapshot
+from tests.fixtures.ranker import READ_KEY, auth_headers, namespace_keys, snapshot
 
 SUBMIT = "/api/leaderboard/submit"
 JSON = {"content-type": "application/json"}
@@ -109,6 +109,7 @@ async def three_players(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.cluster
+@pytest.mark.sharded
 async def test_a_name_is_set_by_submit_and_by_put_and_the_latest_wins(
     client: httpx.AsyncClient,
 ) -> None:
@@ -241,6 +242,7 @@ async def assert_nothing_changed(
 
 
 @pytest.mark.cluster
+@pytest.mark.sharded
 async def test_every_read_naming_a_player_shows_the_name_or_null(
     client: httpx.AsyncClient,
 ) -> None:
@@ -285,6 +287,7 @@ async def test_names_are_durable_in_postgresql_once_drained(
 
 
 @pytest.mark.cluster
+@pytest.mark.sharded
 async def test_names_are_restored_by_a_rebuild_after_a_redis_wipe(
     client: httpx.AsyncClient,
     worker: Worker,
@@ -299,7 +302,7 @@ async def test_names_are_restored_by_a_rebuild_after_a_redis_wipe(
     assert await names_read(client) == expected_reads(named)
 
     wiped = 0
-    async for key in redis.scan_iter(match=f"ranker:{{{settings.namespace}}}:*", count=1000):
+    for key in await namespace_keys(redis, settings):
         wiped += await redis.delete(key)
     assert wiped > 0
     assert (await client.get("/api/leaderboard/top")).status_code == 503
