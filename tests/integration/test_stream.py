@@ -179,6 +179,7 @@ async def served(processes: Processes, loaded: None) -> AsyncIterator[tuple[str,
 
 
 @pytest.mark.cluster
+@pytest.mark.sharded  # the feed reads merged pages
 async def test_the_first_event_is_the_top_page_and_a_change_is_pushed_within_a_second(
     served: tuple[str, Any],
 ) -> None:
@@ -284,6 +285,7 @@ async def test_a_stream_gets_at_most_an_event_a_tick_whatever_the_rate(
 
 
 @pytest.mark.cluster
+@pytest.mark.sharded  # the feed reads merged pages
 async def test_a_change_below_the_page_sends_nothing(served: tuple[str, Any]) -> None:
     url, _ = served
     async with client(url) as http:
